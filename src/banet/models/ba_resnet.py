@@ -1,0 +1,242 @@
+"""BA-ResNet / BA-ResNeXt: timm's ResNet built from bridge-attention blocks.
+
+BAv1: "BA-Net: Bridge Attention for Deep Convolutional Neural Networks" (ECCV 2022).
+BAv2: "BA-Net: Bridge Attention in Deep Neural Networks" (arXiv:2410.07860).
+
+``BABasicBlock`` and ``BABottleneck`` keep the constructor signature of timm's ``BasicBlock``/``Bottleneck`` (plus
+``ba_version`` and ``ba_reduction``), so timm's ``ResNet`` builds them with every stem, cardinality, dilation,
+drop-path and feature option it has. Models default to ``zero_init_last=False``, as the official code initialises.
+"""
+from typing import Any, Dict, Optional, Type
+
+import torch
+from torch import nn
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.resnet import BasicBlock, Bottleneck
+
+from ..layers import BridgeAttention
+from ._resnet import BanetResNet
+
+__all__ = ['BABasicBlock', 'BABottleneck', 'create_ba_resnet']
+
+
+def _no_extra_attn(attn_layer: Optional[Type[nn.Module]]) -> None:
+    if attn_layer is not None:
+        raise ValueError('BA blocks bring their own attention (the bridge): leave attn_layer=None')
+
+
+class BABasicBlock(BasicBlock):
+    """timm's BasicBlock with a bridge over both convolutions gating the bn2 output.
+
+    Bridged: GAP(act1(bn1(conv1 x))) and GAP(bn2(conv2 ·)); the gate multiplies bn2's output before drop-path and
+    the residual add.
+    """
+
+    def __init__(
+            self,
+            inplanes: int,
+            planes: int,
+            stride: int = 1,
+            downsample: Optional[nn.Module] = None,
+            cardinality: int = 1,
+            base_width: int = 64,
+            reduce_first: int = 1,
+            dilation: int = 1,
+            first_dilation: Optional[int] = None,
+            act_layer: Type[nn.Module] = nn.ReLU,
+            norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+            attn_layer: Optional[Type[nn.Module]] = None,
+            aa_layer: Optional[Type[nn.Module]] = None,
+            drop_block: Optional[Type[nn.Module]] = None,
+            drop_path: Optional[nn.Module] = None,
+            ba_version: str = 'v2',
+            ba_reduction: int = 16,
+            device=None,
+            dtype=None,
+    ) -> None:
+        _no_extra_attn(attn_layer)
+        super().__init__(
+            inplanes, planes, stride, downsample, cardinality, base_width, reduce_first, dilation, first_dilation,
+            act_layer, norm_layer, None, aa_layer, drop_block, drop_path, device=device, dtype=dtype)
+        width = self.bn2.num_features
+        self.ba = BridgeAttention(
+            [self.bn1.num_features, width], width, version=ba_version, reduction=ba_reduction,
+            act_layer=act_layer, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.act1(self.drop_block(self.bn1(self.conv1(x))))
+        s1 = x.mean((2, 3))
+        x = self.bn2(self.conv2(self.aa(x)))
+        x = x * self.ba([s1, x.mean((2, 3))])
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut
+        return self.act2(x)
+
+
+class BABottleneck(Bottleneck):
+    """timm's Bottleneck with a bridge over its three convolutions gating the bn3 output.
+
+    Bridged: GAP(act1(bn1(conv1))), GAP(act2(bn2(conv2))), GAP(bn3(conv3)); the gate multiplies bn3's output before
+    drop-path and the residual add.
+    """
+
+    def __init__(
+            self,
+            inplanes: int,
+            planes: int,
+            stride: int = 1,
+            downsample: Optional[nn.Module] = None,
+            cardinality: int = 1,
+            base_width: int = 64,
+            reduce_first: int = 1,
+            dilation: int = 1,
+            first_dilation: Optional[int] = None,
+            act_layer: Type[nn.Module] = nn.ReLU,
+            norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+            attn_layer: Optional[Type[nn.Module]] = None,
+            aa_layer: Optional[Type[nn.Module]] = None,
+            drop_block: Optional[Type[nn.Module]] = None,
+            drop_path: Optional[nn.Module] = None,
+            ba_version: str = 'v2',
+            ba_reduction: int = 16,
+            device=None,
+            dtype=None,
+    ) -> None:
+        _no_extra_attn(attn_layer)
+        super().__init__(
+            inplanes, planes, stride, downsample, cardinality, base_width, reduce_first, dilation, first_dilation,
+            act_layer, norm_layer, None, aa_layer, drop_block, drop_path, device=device, dtype=dtype)
+        out = self.bn3.num_features
+        self.ba = BridgeAttention(
+            [self.bn1.num_features, self.bn2.num_features, out], out, version=ba_version, reduction=ba_reduction,
+            act_layer=act_layer, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.act1(self.bn1(self.conv1(x)))
+        s1 = x.mean((2, 3))
+        x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
+        s2 = x.mean((2, 3))
+        x = self.bn3(self.conv3(self.aa(x)))
+        x = x * self.ba([s1, s2, x.mean((2, 3))])
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut
+        return self.act3(x)
+
+
+def create_ba_resnet(variant: str, pretrained: bool = False, version: str = 'v2', **kwargs: Any) -> BanetResNet:
+    """Build a BA network with timm's builder; ``version`` picks BAv1 or BAv2 bridges for every block."""
+    block_args = dict(kwargs.pop('block_args', None) or {})
+    block_args.setdefault('ba_version', version)
+    kwargs.setdefault('zero_init_last', False)
+    return build_model_with_cfg(BanetResNet, variant, pretrained, block_args=block_args, **kwargs)
+
+
+def _cfg(**kwargs: Any) -> Dict[str, Any]:
+    return {
+        'url': '', 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
+        'crop_pct': 0.875, 'interpolation': 'bilinear', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'conv1', 'classifier': 'fc', 'license': 'apache-2.0', **kwargs,
+    }
+
+
+_BAV2 = 'arXiv:2410.07860'
+_BAV1 = 'BA-Net, ECCV 2022'
+default_cfgs = generate_default_cfgs({
+    **{f'ba_resnet{d}': _cfg(paper_ids=_BAV2) for d in (18, 34, 50, 101, 152)},
+    **{f'bav1_resnet{d}': _cfg(paper_ids=_BAV1) for d in (18, 34, 50, 101, 152)},
+    'ba_resnext50_32x4d': _cfg(paper_ids=_BAV2),
+    'ba_resnet50d': _cfg(paper_ids=_BAV2, interpolation='bicubic', first_conv='conv1.0'),
+})
+
+_BASIC = dict(block=BABasicBlock)
+_BOTTLE = dict(block=BABottleneck)
+_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def _build(name: str, depth: int, version: str, pretrained: bool, **kwargs: Any) -> BanetResNet:
+    block = _BASIC if depth < 50 else _BOTTLE
+    model_args = dict(layers=_DEPTHS[depth], **block)
+    return create_ba_resnet(name, pretrained, version=version, **dict(model_args, **kwargs))
+
+
+@register_model
+def ba_resnet18(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv2 ResNet-18."""
+    return _build('ba_resnet18', 18, 'v2', pretrained, **kwargs)
+
+
+@register_model
+def ba_resnet34(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv2 ResNet-34."""
+    return _build('ba_resnet34', 34, 'v2', pretrained, **kwargs)
+
+
+@register_model
+def ba_resnet50(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv2 ResNet-50."""
+    return _build('ba_resnet50', 50, 'v2', pretrained, **kwargs)
+
+
+@register_model
+def ba_resnet101(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv2 ResNet-101."""
+    return _build('ba_resnet101', 101, 'v2', pretrained, **kwargs)
+
+
+@register_model
+def ba_resnet152(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv2 ResNet-152."""
+    return _build('ba_resnet152', 152, 'v2', pretrained, **kwargs)
+
+
+@register_model
+def bav1_resnet18(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv1 ResNet-18."""
+    return _build('bav1_resnet18', 18, 'v1', pretrained, **kwargs)
+
+
+@register_model
+def bav1_resnet34(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv1 ResNet-34."""
+    return _build('bav1_resnet34', 34, 'v1', pretrained, **kwargs)
+
+
+@register_model
+def bav1_resnet50(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv1 ResNet-50."""
+    return _build('bav1_resnet50', 50, 'v1', pretrained, **kwargs)
+
+
+@register_model
+def bav1_resnet101(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv1 ResNet-101."""
+    return _build('bav1_resnet101', 101, 'v1', pretrained, **kwargs)
+
+
+@register_model
+def bav1_resnet152(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv1 ResNet-152."""
+    return _build('bav1_resnet152', 152, 'v1', pretrained, **kwargs)
+
+
+@register_model
+def ba_resnext50_32x4d(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv2 ResNeXt-50 (32x4d)."""
+    return _build('ba_resnext50_32x4d', 50, 'v2', pretrained, **dict(dict(cardinality=32, base_width=4), **kwargs))
+
+
+@register_model
+def ba_resnet50d(pretrained: bool = False, **kwargs) -> BanetResNet:
+    """BAv2 ResNet-50-D: deep 3x3 stem (width 32) and average-pool downsampling."""
+    model_args = dict(stem_width=32, stem_type='deep', avg_down=True)
+    return _build('ba_resnet50d', 50, 'v2', pretrained, **dict(model_args, **kwargs))
