@@ -1,0 +1,59 @@
+"""Reading and writing weight files safely: safetensors by default, pickles only when the user trusts them."""
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, Union
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ['atomic_write', 'load_state_dict_file', 'save_state_dict_file']
+
+PathLike = Union[str, os.PathLike]
+
+
+def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash or error part-way leaves any existing ``path`` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_state_dict_file(state_dict: Dict[str, torch.Tensor], path: PathLike) -> Path:
+    """Write tensors to a ``.safetensors`` file atomically (shared storage is copied, tensors made contiguous)."""
+    tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp))
+
+
+def load_state_dict_file(path: PathLike, trust_pickle: bool = False) -> Dict:
+    """Load a ``.safetensors`` file, or a PyTorch pickle with ``torch.load(weights_only=True)``.
+
+    A pickle holding arbitrary Python objects is refused unless ``trust_pickle=True`` (it can run code).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'no such checkpoint file: {path}')
+    if path.suffix == '.safetensors':
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise ValueError(f'{path} is not a readable safetensors file ({e})') from e
+    try:
+        return torch.load(path, map_location='cpu', weights_only=not trust_pickle)
+    except Exception as e:
+        if trust_pickle:
+            raise ValueError(f'{path} could not be loaded ({e})') from e
+        raise ValueError(
+            f'{path} could not be loaded as weights only ({type(e).__name__}). If it is a pickle with Python '
+            'objects beside the tensors and you trust its source, pass --trust-pickle (trust_pickle=True).') from e

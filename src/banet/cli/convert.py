@@ -1,0 +1,54 @@
+"""``banet convert``: an official BA-Net checkpoint to a banet safetensors file."""
+import argparse
+
+import timm
+import torch
+
+from ..checkpoint import load_state_dict_file, save_state_dict_file
+from ..convert import LAYOUT_VERSION, convert_official, detect_layout, unwrap_state_dict
+from ..layers import BridgeAttention
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'convert', help='convert an official BAv1/BAv2 checkpoint to safetensors',
+        description='Convert a checkpoint of the official BA-Net code (any of its three layouts) to banet\'s key '
+                    'layout, check that it loads strictly into --model, and write it as safetensors.')
+    p.add_argument('src', help='official checkpoint (.pth/.pth.tar/.pt or .safetensors)')
+    p.add_argument('--model', required=True, help='banet model it belongs to, e.g. ba_resnet50 or bav1_resnet50')
+    p.add_argument('--out', required=True, help='output .safetensors file')
+    p.add_argument('--num-classes', type=int, default=None, help='classes of the checkpoint (default: from it)')
+    p.add_argument('--trust-pickle', action='store_true',
+                   help='allow a pickle with Python objects beside the tensors (only for files you trust)')
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.out.endswith('.safetensors'):
+        raise ValueError(f'--out must end in .safetensors, got {args.out!r}')
+    if args.model not in timm.list_models():
+        raise ValueError(f'unknown model {args.model!r}: see timm.list_models("ba*")')
+    sd = unwrap_state_dict(load_state_dict_file(args.src, trust_pickle=args.trust_pickle))
+    layout = detect_layout(sd)
+    num_classes = args.num_classes or (sd['fc.weight'].shape[0] if 'fc.weight' in sd else 1000)
+    model = timm.create_model(args.model, num_classes=num_classes)
+    want = LAYOUT_VERSION[layout]
+    have = next(m.version for m in model.modules() if isinstance(m, BridgeAttention))
+    if want is not None and want != have:
+        raise ValueError(
+            f'{args.src} is a BA{want} checkpoint (layout {layout}) but {args.model} uses BA{have} bridges: '
+            f'choose a {"bav1_" if want == "v1" else "ba_"}resnet* model')
+    converted = convert_official(sd)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    missing = sorted(expected.keys() - converted.keys())
+    unexpected = sorted(converted.keys() - expected.keys())
+    wrong = [k for k in converted.keys() & expected.keys() if converted[k].shape != expected[k]]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f'the converted weights do not fit {args.model} (is it the right depth?): missing {missing[:3]}, '
+            f'unexpected {unexpected[:3]}, wrong shape {wrong[:3]}')
+    model.load_state_dict(converted, strict=True)
+    save_state_dict_file(converted, args.out)
+    n = sum(v.numel() for v in converted.values() if v.is_floating_point())
+    print(f'{args.src}: layout {layout} -> {args.out} ({len(converted)} tensors, {n:,} values) for {args.model}')
+    return 0
