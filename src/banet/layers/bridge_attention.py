@@ -86,6 +86,10 @@ class BridgeAttention(nn.Module):
         self.fc = nn.Linear(hidden, channels, bias=False, **dd)
         self.gate = create_act_layer(gate_layer)
 
+    def _has_batch_norm(self) -> bool:
+        norms = self.proj_norm if self.version == 'v1' else [self.norm]
+        return any(isinstance(n, nn.BatchNorm1d) for n in norms)
+
     def fuse_branches(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
         """The normalised fusion (B, hidden) of the pooled features, before the activation."""
         if self.version == 'v1':
@@ -98,7 +102,7 @@ class BridgeAttention(nn.Module):
         if len(features) != len(self.proj):
             raise ValueError(f'bridge attention expects {len(self.proj)} bridged features, got {len(features)}')
         pooled = [f.flatten(1) for f in features]
-        if self.training:
+        if self.training and self._has_batch_norm():
             check_trainable_batch(pooled[0])
         gate = self.gate(self.fc(self.act(self.fuse_branches(pooled))))
         return gate.view(gate.shape[0], self.channels, 1, 1)

@@ -26,8 +26,12 @@ torch.fx.wrap('check_input_channels')
 class BanetResNet(ResNet):
     """timm's :class:`~timm.models.resnet.ResNet`, unchanged but for a clear error on a wrong channel count."""
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError naming expected and actual channels (kept as one call node under FX tracing)."""
         check_input_channels(x, self.in_chans)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
         return super().forward_features(x)
 
     def forward_intermediates(
@@ -39,5 +43,5 @@ class BanetResNet(ResNet):
             output_fmt: str = 'NCHW',
             intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        check_input_channels(x, self.in_chans)
+        self.check_input(x)
         return super().forward_intermediates(x, indices, norm, stop_early, output_fmt, intermediates_only)

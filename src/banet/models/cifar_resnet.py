@@ -14,7 +14,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from timm.models.resnet import BasicBlock
 
-from ._resnet import BanetResNet, check_input_channels
+from ._resnet import BanetResNet
 from .ba_resnet import BABasicBlock
 
 __all__ = ['CifarResNet']
@@ -63,7 +63,7 @@ class CifarResNet(BanetResNet):
         return [getattr(self, n) for n in self.stage_names]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_channels(x, self.in_chans)
+        self.check_input(x)
         x = self.act1(self.bn1(self.conv1(x)))
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self._stages(), x, flatten=True)
@@ -82,7 +82,7 @@ class CifarResNet(BanetResNet):
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Stem and stage outputs (indices 0 … num_stages), as timm's ResNet."""
         assert output_fmt == 'NCHW', 'Output shape must be NCHW.'
-        check_input_channels(x, self.in_chans)
+        self.check_input(x)
         take_indices, max_index = feature_take_indices(len(self.stage_names) + 1, indices)
         intermediates = []
         x = self.act1(self.bn1(self.conv1(x)))
