@@ -3,9 +3,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import convert
+from . import convert, profile
 
-COMMANDS = [convert]
+COMMANDS = [convert, profile]
 
 
 def build_parser() -> argparse.ArgumentParser:
