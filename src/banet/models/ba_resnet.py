@@ -158,14 +158,11 @@ default_cfgs = generate_default_cfgs({
     'ba_resnet50d': _cfg(paper_ids=_BAV2, interpolation='bicubic', first_conv='conv1.0'),
 })
 
-_BASIC = dict(block=BABasicBlock)
-_BOTTLE = dict(block=BABottleneck)
 _DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
 def _build(name: str, depth: int, version: str, pretrained: bool, **kwargs: Any) -> BanetResNet:
-    block = _BASIC if depth < 50 else _BOTTLE
-    model_args = dict(layers=_DEPTHS[depth], **block)
+    model_args = dict(block=BABasicBlock if depth < 50 else BABottleneck, layers=_DEPTHS[depth])
     return create_ba_resnet(name, pretrained, version=version, **dict(model_args, **kwargs))
 
 
