@@ -18,7 +18,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from timm.layers import LayerType, create_act_layer, get_act_layer
+from timm.layers import LayerType, create_act_layer
 from timm.layers._fx import register_notrace_function
 
 __all__ = ['BridgeAttention', 'check_trainable_batch']
@@ -82,7 +82,7 @@ class BridgeAttention(nn.Module):
         else:
             self.select = nn.Linear(len(in_channels), 1, **dd)
             self.norm = nn.BatchNorm1d(hidden, **dd)
-        self.act = get_act_layer(act_layer)(inplace=True)
+        self.act = create_act_layer(act_layer, inplace=True)
         self.fc = nn.Linear(hidden, channels, bias=False, **dd)
         self.gate = create_act_layer(gate_layer)
 
