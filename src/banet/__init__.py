@@ -3,12 +3,13 @@
 ``import banet`` registers the models, so ``timm.create_model('ba_resnet50')`` works.
 """
 from .convert import convert_official, detect_layout
-from .layers import BridgeAttention, FrozenBatchNorm1d, freeze_norms
+from .fusion import fuse
+from .layers import BridgeAttention, FrozenBatchNorm1d, FusedBridgeAttention, freeze_norms
 from .models import BABasicBlock, BABottleneck, BanetResNet, CifarResNet
 
 __version__ = '0.1.0'
 
 __all__ = [
-    'BridgeAttention', 'FrozenBatchNorm1d', 'freeze_norms', 'BABasicBlock', 'BABottleneck', 'BanetResNet',
+    'BridgeAttention', 'FusedBridgeAttention', 'FrozenBatchNorm1d', 'freeze_norms', 'fuse', 'BABasicBlock', 'BABottleneck', 'BanetResNet',
     'CifarResNet', 'convert_official', 'detect_layout', '__version__',
 ]

@@ -16,12 +16,13 @@ from typing import Sequence
 
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 
 from timm.layers import LayerType, create_act_layer
 from timm.layers._fx import register_notrace_function
 
-__all__ = ['BridgeAttention', 'check_trainable_batch']
+__all__ = ['BridgeAttention', 'FusedBridgeAttention', 'check_trainable_batch']
 
 _VERSIONS = ('v1', 'v2')
 
@@ -91,11 +92,40 @@ class BridgeAttention(nn.Module):
         return any(isinstance(n, nn.BatchNorm1d) for n in norms)
 
     def fuse_branches(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The normalised fusion (B, hidden) of the pooled features, before the activation."""
+        """The normalised fusion (B, hidden) of the pooled features, before the activation.
+
+        v2 runs as one matrix product: Σ α_i W_i s_i + β = [α_1 W_1 … α_N W_N] · [s_1; …; s_N] + β, the
+        selection weights folded into the concatenated projections on the fly (same parameters, same maths).
+        """
         if self.version == 'v1':
             return sum(n(p(s)) for p, n, s in zip(self.proj, self.proj_norm, pooled))
-        branches = torch.stack([p(s) for p, s in zip(self.proj, pooled)], dim=-1)  # B, hidden, N
-        return self.norm(self.select(branches).squeeze(-1))
+        weight = torch.cat([a * p.weight for a, p in zip(self.select.weight[0].unbind(), self.proj)], dim=1)
+        return self.norm(F.linear(torch.cat(pooled, dim=1), weight, self.select.bias.expand(self.hidden)))
+
+    @torch.no_grad()
+    def fuse(self) -> 'FusedBridgeAttention':
+        """Inference form: projections, selection α/β and the 1-D norms folded into one Linear(Σc_i → hidden).
+
+        Uses the norms' running statistics, so the result equals this module in eval mode.
+        """
+        def fold(norm: nn.BatchNorm1d):
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            return scale, norm.bias - norm.running_mean * scale
+
+        weights = [p.weight for p in self.proj]
+        if self.version == 'v1':
+            folded = [fold(n) for n in self.proj_norm]
+            weight = torch.cat([sc[:, None] * w for (sc, _), w in zip(folded, weights)], dim=1)
+            bias = sum(sh for _, sh in folded)
+        else:
+            scale, shift = fold(self.norm)
+            alpha, beta = self.select.weight[0], self.select.bias[0]
+            weight = scale[:, None] * torch.cat([a * w for a, w in zip(alpha, weights)], dim=1)
+            bias = scale * beta + shift
+        linear = nn.Linear(weight.shape[1], self.hidden, device=weight.device, dtype=weight.dtype)
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+        return FusedBridgeAttention(linear, self.act, self.fc, self.gate, self.channels)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Gate of shape (B, C, 1, 1) from the pooled bridged features, each (B, c_i) or (B, c_i, 1, 1)."""
@@ -109,3 +139,17 @@ class BridgeAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f'version={self.version!r}, in_channels={self.in_channels}, channels={self.channels}'
+
+
+class FusedBridgeAttention(nn.Module):
+    """Inference-only bridge: gate = σ(W_g act(W [s_1; …; s_N] + b)), made by :meth:`BridgeAttention.fuse`."""
+
+    def __init__(self, linear: nn.Linear, act: nn.Module, fc: nn.Linear, gate: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.linear, self.act, self.fc, self.gate = linear, act, fc, gate
+        self.channels = channels
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        pooled = torch.cat([f.flatten(1) for f in features], dim=1)
+        gate = self.gate(self.fc(self.act(self.linear(pooled))))
+        return gate.view(gate.shape[0], self.channels, 1, 1)

@@ -1,0 +1,33 @@
+"""A straightforward implementation of the bridge-attention formulas, the reference for the fast layer."""
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from banet import BridgeAttention
+
+
+def _bn(norm, x):
+    """BatchNorm1d exactly as the module would apply it (batch statistics + running update in training)."""
+    if norm.training:
+        norm.num_batches_tracked.add_(1)
+    return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                        norm.training, norm.momentum, norm.eps)
+
+
+class ReferenceBridgeAttention(BridgeAttention):
+    """Same parameters as BridgeAttention; the fusion written one branch at a time, as in the papers."""
+
+    def fuse_branches(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
+        u = [s @ p.weight.T for p, s in zip(self.proj, pooled)]
+        if self.version == 'v1':
+            return sum(_bn(n, ui) for n, ui in zip(self.proj_norm, u))
+        f = sum(a * ui for a, ui in zip(self.select.weight[0], u)) + self.select.bias[0]
+        return _bn(self.norm, f)
+
+
+def as_reference(ba: BridgeAttention) -> ReferenceBridgeAttention:
+    """A reference copy of ``ba`` sharing nothing (same weights, buffers and mode)."""
+    ref = ReferenceBridgeAttention(ba.in_channels, ba.channels, ba.version, ba.channels // ba.hidden)
+    ref.load_state_dict(ba.state_dict())
+    return ref.train(ba.training)

@@ -1,0 +1,90 @@
+"""The fast bridge equals the straightforward reference (forward, backward, running statistics); fuse() parity."""
+import copy
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import banet
+from banet import BridgeAttention, FusedBridgeAttention
+from reference_bridge import ReferenceBridgeAttention, as_reference
+
+WIDTHS = [64, 64, 256]
+
+
+def _randomise_norms(module):
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            nn.init.normal_(m.weight, 1, 0.2)
+            nn.init.normal_(m.bias, 0, 0.2)
+    return module
+
+
+@pytest.mark.parametrize('version', ['v1', 'v2'])
+@pytest.mark.parametrize('training', [True, False])
+def test_fast_equals_reference(version, training):
+    fast = _randomise_norms(BridgeAttention(WIDTHS, 256, version=version)).train(training)
+    ref = as_reference(fast)
+    pooled = [torch.randn(8, c) for c in WIDTHS]
+    pooled_ref = [p.clone().requires_grad_() for p in pooled]
+    pooled = [p.requires_grad_() for p in pooled]
+    out, out_ref = fast(pooled), ref(pooled_ref)
+    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-6)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_ref.backward(grad)
+    for p, q in zip(pooled, pooled_ref):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+    grads_ref = dict(ref.named_parameters())
+    for name, p in fast.named_parameters():
+        # atol covers β, whose true gradient is 0 in training (the batch norm after it removes any shift)
+        torch.testing.assert_close(p.grad, grads_ref[name].grad, rtol=1e-4, atol=1e-5)
+    buffers_ref = dict(ref.named_buffers())
+    for name, b in fast.named_buffers():  # running statistics updated identically
+        torch.testing.assert_close(b, buffers_ref[name], rtol=1e-5, atol=1e-6)
+
+
+def test_reference_is_an_independent_formula():
+    """Guard against the reference silently reusing the fast path."""
+    assert ReferenceBridgeAttention.fuse_branches is not BridgeAttention.fuse_branches
+
+
+@pytest.mark.parametrize('version', ['v1', 'v2'])
+def test_fused_layer_equals_eval_layer(version):
+    ba = _randomise_norms(BridgeAttention(WIDTHS, 256, version=version)).eval()
+    fused = ba.fuse()
+    assert isinstance(fused, FusedBridgeAttention) and fused.linear.in_features == sum(WIDTHS)
+    pooled = [torch.randn(4, c) for c in WIDTHS]
+    torch.testing.assert_close(fused(pooled), ba(pooled), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['ba_resnet50', 'bav1_resnet18', 'ba_resnet50d', 'ba_resnet20_cifar', 'resnet50'])
+def test_fuse_model_parity(name):
+    model = _randomise_norms(timm.create_model(name)).eval()
+    size = 32 if name.endswith('_cifar') else 64
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected = model(x)
+        fused = banet.fuse(copy.deepcopy(model))
+        got = fused(x)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, BridgeAttention)) for m in fused.modules())
+    assert ((got - expected).abs().max() / expected.abs().max()) <= 1e-5
+
+
+def test_fast_model_step_equals_reference_model_step():
+    """A whole BAv2 training step with the fast bridges equals the same step with reference bridges."""
+    torch.manual_seed(0)
+    fast = timm.create_model('ba_resnet20_cifar').train()
+    ref = copy.deepcopy(fast)
+    for name, m in list(ref.named_modules()):
+        if isinstance(m, BridgeAttention):
+            ref.set_submodule(name, as_reference(m))
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for model in (fast, ref):
+        nn.functional.cross_entropy(model(x), y).backward()
+    grads_ref = dict(ref.named_parameters())
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(p.grad, grads_ref[name].grad, rtol=1e-3, atol=1e-5)
