@@ -3,9 +3,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import convert, profile
+from . import benchmark, convert, profile
 
-COMMANDS = [convert, profile]
+COMMANDS = [convert, profile, benchmark]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,215 @@
+"""Paired, repeated speed and memory measurements of timm models (inference and training steps).
+
+Models are measured interleaved (A B C A B C …) after a warm-up, so slow drifts of a shared machine hit all of
+them alike; each repeat times ``iters`` steps and the report gives the median and min–max per step, images/s and
+the ratio of each model's median to the reference model's.
+"""
+import contextlib
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import timm
+import torch
+from torch import nn
+
+from .fusion import fuse as fuse_model
+
+__all__ = ['BenchConfig', 'build_step', 'time_interleaved', 'run_benchmark', 'write_report', 'machine_info']
+
+_DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+@dataclass
+class BenchConfig:
+    """What to measure; every model in a run shares it."""
+    mode: str = 'train'                 # 'train' (forward + backward + SGD step) or 'infer'
+    batch_size: int = 16
+    img_size: int = 224
+    dtype: str = 'float32'              # autocast dtype; float32 = no autocast
+    channels_last: bool = False
+    compile: bool = False
+    fuse: bool = False                  # inference only: banet.fuse (conv-BN and bridges folded)
+    device: str = 'cpu'
+    warmup: int = 2
+    repeats: int = 5
+    iters: int = 2                      # steps per timed repeat
+    num_classes: int = 1000
+    reference: Optional[str] = None     # ratios are to this model (default: the first)
+    extra: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ('train', 'infer'):
+            raise ValueError(f"mode must be 'train' or 'infer', got {self.mode!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f'dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}')
+        if self.fuse and self.mode == 'train':
+            raise ValueError('--fuse folds norms for inference: use it with --mode infer')
+        if self.device.startswith('cuda') and not torch.cuda.is_available():
+            raise ValueError('CUDA is not available on this machine: use --device cpu')
+        if min(self.batch_size, self.repeats, self.iters) < 1 or self.warmup < 0:
+            raise ValueError('batch size, repeats and iters must be >= 1 and warmup >= 0')
+        if self.mode == 'train' and self.batch_size < 2:
+            raise ValueError('training steps need a batch size >= 2 (batch norm)')
+
+
+def _sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def build_step(model: nn.Module, cfg: BenchConfig) -> Callable[[], None]:
+    """One inference or training step of ``model`` on a fixed random batch, as configured."""
+    device = torch.device(cfg.device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format)
+    if cfg.fuse:
+        model = fuse_model(model)
+    model.train(cfg.mode == 'train')
+    run = torch.compile(model) if cfg.compile else model
+    x = torch.randn(cfg.batch_size, model.in_chans, cfg.img_size, cfg.img_size, device=device)
+    x = x.contiguous(memory_format=memory_format)
+    amp = (torch.autocast(device.type, dtype=_DTYPES[cfg.dtype]) if cfg.dtype != 'float32'
+           else contextlib.nullcontext())
+    if cfg.mode == 'infer':
+        def step() -> None:
+            with torch.inference_mode(), amp:
+                run(x)
+        return step
+    target = torch.randint(0, getattr(model, 'num_classes', cfg.num_classes), (cfg.batch_size,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with amp:
+            loss = nn.functional.cross_entropy(run(x), target)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def time_interleaved(steps: Dict[str, Callable[[], None]], cfg: BenchConfig) -> Dict[str, List[float]]:
+    """Seconds per step of each callable: ``warmup`` untimed calls each, then ``repeats`` interleaved rounds."""
+    for step in steps.values():
+        for _ in range(cfg.warmup):
+            step()
+    _sync(cfg.device)
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for _ in range(cfg.repeats):
+        for name, step in steps.items():
+            _sync(cfg.device)
+            start = time.perf_counter()
+            for _ in range(cfg.iters):
+                step()
+            _sync(cfg.device)
+            times[name].append((time.perf_counter() - start) / cfg.iters)
+    return times
+
+
+def _memory_mib(step: Callable[[], None], cfg: BenchConfig) -> Dict[str, Optional[float]]:
+    """CUDA: peak allocated during one step. Training on any device: bytes of tensors saved for backward."""
+    out: Dict[str, Optional[float]] = {'peak_mem_mib': None, 'saved_mib': None}
+    if cfg.device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        out['peak_mem_mib'] = torch.cuda.max_memory_allocated() / 2 ** 20
+    if cfg.mode == 'train' and not cfg.compile:  # compiled graphs save tensors outside these hooks
+        seen: Dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            step()
+        out['saved_mib'] = sum(seen.values()) / 2 ** 20
+    return out
+
+
+def machine_info(device: str) -> Dict[str, str]:
+    """Where the numbers came from."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists('/proc/cpuinfo'):
+        names = [ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')]
+        cpu = names[0] if names else cpu
+    info = {'cpu': cpu, 'cpu_count': str(os.cpu_count()), 'torch_threads': str(torch.get_num_threads()),
+            'torch': torch.__version__, 'timm': timm.__version__, 'python': platform.python_version()}
+    if device.startswith('cuda'):
+        info['gpu'] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def run_benchmark(models: Sequence[str], cfg: BenchConfig,
+                  factories: Optional[Dict[str, Callable[[], nn.Module]]] = None) -> Dict:
+    """Measure ``models`` (timm names, or keys of ``factories`` building custom variants) under ``cfg``."""
+    factories = dict(factories or {})
+    unknown = [n for n in models if n not in factories and not timm.is_model(n)]
+    if unknown:
+        raise ValueError(f'unknown model(s) {unknown}: see timm.list_models()')
+    if len(set(models)) != len(models):
+        raise ValueError(f'each model once, got {list(models)}')
+    reference = cfg.reference or models[0]
+    if reference not in models:
+        raise ValueError(f'reference model {reference!r} is not among the measured models {list(models)}')
+    steps = {}
+    for name in models:
+        torch.manual_seed(0)
+        model = factories[name]() if name in factories else timm.create_model(name, num_classes=cfg.num_classes)
+        steps[name] = build_step(model, cfg)
+    times = time_interleaved(steps, cfg)
+    ref_median = statistics.median(times[reference])
+    rows = []
+    for name in models:
+        median = statistics.median(times[name])
+        rows.append({
+            'model': name, 'median_ms': median * 1e3, 'min_ms': min(times[name]) * 1e3,
+            'max_ms': max(times[name]) * 1e3, 'img_per_s': cfg.batch_size / median,
+            'ratio': median / ref_median, **_memory_mib(steps[name], cfg),
+        })
+    return {'config': asdict(cfg) | {'reference': reference}, 'machine': machine_info(cfg.device), 'results': rows}
+
+
+def markdown(report: Dict) -> str:
+    """A markdown table of a :func:`run_benchmark` report."""
+    c = report['config']
+    head = (f"{c['mode']} step, batch {c['batch_size']}, {c['img_size']} px, {c['dtype']}, "
+            f"channels_last={c['channels_last']}, compile={c['compile']}, fuse={c['fuse']}, device {c['device']}; "
+            f"{c['repeats']} interleaved repeats × {c['iters']} steps after {c['warmup']} warm-up")
+    lines = [head, '', f"| model | median ms/step | min–max ms | img/s | × {c['reference']} | saved MiB | peak MiB |",
+             '|---|---:|---:|---:|---:|---:|---:|']
+    fmt = lambda v: '–' if v is None else f'{v:.0f}'  # noqa: E731
+    for r in report['results']:
+        lines.append(f"| `{r['model']}` | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
+                     f"{r['img_per_s']:.1f} | {r['ratio']:.3f} | {fmt(r['saved_mib'])} | {fmt(r['peak_mem_mib'])} |")
+    return '\n'.join(lines)
+
+
+def write_report(report: Dict, out_dir: Path, name: str = 'benchmark') -> List[Path]:
+    """Write ``name``.json, ``name``.md and a ``name``.png bar chart (median with min–max) into ``out_dir``."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f'{name}.json', out_dir / f'{name}.md', out_dir / f'{name}.png']
+    paths[0].write_text(json.dumps(report, indent=2))
+    paths[1].write_text(markdown(report) + '\n')
+    rows = report['results']
+    med = [r['median_ms'] for r in rows]
+    err = [[m - r['min_ms'] for m, r in zip(med, rows)], [r['max_ms'] - m for m, r in zip(med, rows)]]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.6))
+    ax.bar([r['model'] for r in rows], med, yerr=err, capsize=4, color='tab:blue')
+    ax.set_ylabel('ms per step (median, min–max)')
+    ax.set_title(f"{report['config']['mode']} · batch {report['config']['batch_size']} · "
+                 f"{report['config']['img_size']} px · {report['config']['device']}", fontsize=9)
+    ax.tick_params(axis='x', labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    plt.close(fig)
+    return paths
