@@ -3,9 +3,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import convert
+from . import convert, train, validate
 
-COMMANDS = [convert]
+COMMANDS = [convert, train, validate]
 
 
 def build_parser() -> argparse.ArgumentParser:
