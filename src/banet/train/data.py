@@ -175,7 +175,7 @@ def build_loader(
     ds = datasets.ImageFolder(str(_folder_split(args, split)), transform=transform, loader=_read_image)
     pin = device is not None and device.type == 'cuda'
     if not train:
-        sampler = DistributedSampler(ds, world_size, rank, shuffle=False) if world_size > 1 else None
+        sampler = range(rank, len(ds), world_size) if world_size > 1 else None  # every image once overall
         return DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, pin_memory=pin)
     generator = torch.Generator().manual_seed(args.seed + rank)  # order (one process) and worker seeds
     if world_size > 1:

@@ -95,15 +95,16 @@ def train(args: Any) -> Dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = init_distributed(args.device)
+    deterministic = torch.are_deterministic_algorithms_enabled()
     try:
+        torch.use_deterministic_algorithms(args.deterministic or deterministic)
         return _train(args, spec, info)
     finally:
+        torch.use_deterministic_algorithms(deterministic)
         cleanup_distributed()
 
 
 def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True)
     timm.utils.random_seed(args.seed, info.rank)
     num_classes = args.num_classes or spec.num_classes
     if num_classes < spec.num_classes:
@@ -167,9 +168,8 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
               f'{args.batch_size * info.world_size * args.grad_accum_steps}, {updates_per_epoch} updates/epoch',
               flush=True)
 
-    net = model
-    if args.torchcompile:
-        net = torch.compile(net, backend=args.torchcompile)
+    eval_net = torch.compile(model, backend=args.torchcompile) if args.torchcompile else model
+    net = eval_net  # evaluation runs outside DDP: no collectives, so the processes may hold unequal shares
     if info.distributed:
         net = DistributedDataParallel(net, device_ids=[info.device] if info.device.type == 'cuda' else None)
     mixup = None
@@ -196,7 +196,7 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
             distribute_bn(model, info.world_size, args.dist_bn == 'reduce')
         row = {'epoch': epoch + 1, **stats}
         if (epoch + 1) % args.val_interval == 0 or epoch + 1 == num_epochs:
-            val = evaluate(net, val_loader, info.device, autocast, args.channels_last, step_cfg.progress)
+            val = evaluate(eval_net, val_loader, info.device, autocast, args.channels_last, step_cfg.progress)
             row.update({f'val_{k}': v for k, v in val.items() if k != 'count'})
             if ema is not None:
                 val_ema = evaluate(ema.module, val_loader, info.device, autocast, args.channels_last, step_cfg.progress)
