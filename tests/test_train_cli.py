@@ -9,7 +9,7 @@ import yaml
 
 import banet  # noqa: F401  (registers the models)
 from banet.checkpoint import load_state_dict_file
-from banet.cli import main
+from banet.cli import build_parser, main
 from banet.train import data as data_mod
 from banet.train import engine
 
@@ -155,3 +155,25 @@ def test_pickle_checkpoint_refused_without_flag(tmp_path, fmnist, capsys):
 
 class _Opaque:
     pass
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize('recipe', sorted((REPO / 'configs').glob('*/*.yaml')), ids=lambda p: p.stem)
+def test_recipes_parse(recipe):
+    args = build_parser().parse_args(['train', '-c', str(recipe)])
+    assert timm.is_model(args.model) and args.dataset in ('folder', 'fashion_mnist')
+    assert args.epochs > 1 and args.lr > 0
+
+
+@pytest.mark.parametrize('recipe', ['ba_resnet50', 'bav1_resnet50'])
+def test_imagenet_recipe_runs_on_a_tiny_folder(recipe, folder, tmp_path):
+    """Every option of the ImageNet recipes (AdamW/SGD, warmup+cosine per update, clipping, AMP with a loss
+    scaler, channels_last, RandAugment, erasing, mixup/cutmix) on a small model and a generated folder."""
+    rc = main(['train', '-c', str(REPO / 'configs' / 'imagenet' / f'{recipe}.yaml'), '--model', 'resnet20_cifar',
+               '--num-classes', '3', '--data-dir', str(folder), '--img-size', '24', '-b', '6', '--epochs', '1',
+               '--warmup-epochs', '0', '--output', str(tmp_path), '--experiment', 'r', *FAST])
+    assert rc == 0
+    saved = yaml.safe_load((tmp_path / 'r' / 'config.yaml').read_text())
+    assert saved['amp'] and saved['crop_pct'] == 0.875 and saved['smoothing'] == 0.1

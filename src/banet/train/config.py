@@ -5,7 +5,7 @@ pairs whose keys are the options' destinations (``batch_size``, ``warmup_epochs`
 """
 import argparse
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import yaml
 

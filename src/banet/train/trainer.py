@@ -3,7 +3,7 @@ import time
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import timm
 import torch
@@ -12,7 +12,7 @@ from timm.data import Mixup, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
-from timm.utils import ModelEmaV3, NativeScaler, distribute_bn, unwrap_model
+from timm.utils import ModelEmaV3, NativeScaler, distribute_bn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
@@ -23,7 +23,8 @@ from .data import DataSpec, build_loader, dataset_spec
 from .distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
 from .engine import StepConfig, evaluate, train_one_epoch
 from .metrics import MetricsLog, plot_metrics
-from .state import copy_checkpoint, get_rng_state, load_train_state, model_config, save_checkpoint, set_rng_state
+from .state import (EMA_WEIGHTS, WEIGHTS, copy_checkpoint, get_rng_state, load_train_state, model_config,
+                    save_checkpoint, set_rng_state)
 
 __all__ = ['autocast_for', 'check_args', 'data_config_for', 'train']
 
@@ -104,7 +105,43 @@ def train(args: Any) -> Dict[str, Any]:
         cleanup_distributed()
 
 
+def _start_run(args: Any, info: DistInfo) -> Path:
+    """The run folder; writes and prints the resolved config (after checking a resumed run's model)."""
+    run_dir = _run_dir(args, info)
+    if args.resume:
+        saved = yaml.safe_load((run_dir / 'config.yaml').read_text()) if (run_dir / 'config.yaml').is_file() else {}
+        if saved.get('model', args.model) != args.model:
+            raise ValueError(f'--resume {run_dir}: the run trained {saved["model"]}, not {args.model}')
+    if info.primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(resolved_config(args), sort_keys=False)
+        atomic_write(run_dir / 'config.yaml', lambda tmp: Path(tmp).write_text(text))
+        print(f'config (saved to {run_dir / "config.yaml"}):\n{text}', flush=True)
+    return run_dir
+
+
+def _restore(run_dir: Path, info: DistInfo, model: nn.Module, ema: Optional[ModelEmaV3], optimizer, scheduler,
+             scaler, generators: Dict[str, torch.Generator]) -> Tuple[int, Optional[float], int]:
+    """Load the last checkpoint of ``run_dir`` into everything; returns (epochs done, best top-1, updates)."""
+    state = load_train_state(run_dir)
+    if len(state['rng']) != info.world_size:
+        raise ValueError(f'--resume {run_dir}: the run used {len(state["rng"])} process(es); resume it with '
+                         f'as many (this is {info.world_size}) to continue it exactly')
+    model.load_state_dict(load_state_dict_file(run_dir / 'last' / WEIGHTS))
+    if ema is not None:
+        ema.module.load_state_dict(load_state_dict_file(run_dir / 'last' / EMA_WEIGHTS))
+    optimizer.load_state_dict(state['optimizer'])
+    scheduler.load_state_dict(state['scheduler'])
+    if scaler is not None and state.get('scaler'):
+        scaler.load_state_dict(state['scaler'])
+    set_rng_state(state['rng'][info.rank], generators)
+    scheduler.step(state['epoch'])
+    return state['epoch'], state['best'], state['num_updates']
+
+
 def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
+    started = time.perf_counter()
+    run_dir = _start_run(args, info)
     timm.utils.random_seed(args.seed, info.rank)
     num_classes = args.num_classes or spec.num_classes
     if num_classes < spec.num_classes:
@@ -134,33 +171,12 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
                                                 updates_per_epoch=updates_per_epoch)
     generators = {'loader': train_loader.generator}
 
-    run_dir = _run_dir(args, info)
     start_epoch, best, num_updates = 0, None, 0
     if args.resume:
-        state = load_train_state(run_dir)
-        saved = yaml.safe_load((run_dir / 'config.yaml').read_text())
-        if saved.get('model') != args.model:
-            raise ValueError(f'--resume {run_dir}: the run trained {saved.get("model")}, not {args.model}')
-        model.load_state_dict(load_state_dict_file(run_dir / 'last' / 'model.safetensors'))
-        if ema is not None:
-            ema.module.load_state_dict(load_state_dict_file(run_dir / 'last' / 'model_ema.safetensors'))
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        if scaler is not None and state.get('scaler'):
-            scaler.load_state_dict(state['scaler'])
-        if len(state['rng']) != info.world_size:
-            raise ValueError(f'--resume {run_dir}: the run used {len(state["rng"])} process(es); resume it with '
-                             f'as many (this is {info.world_size}) to continue it exactly')
-        set_rng_state(state['rng'][info.rank], generators)
-        start_epoch, best, num_updates = state['epoch'], state['best'], state['num_updates']
-        scheduler.step(start_epoch)
-
+        start_epoch, best, num_updates = _restore(run_dir, info, model, ema, optimizer, scheduler, scaler,
+                                                  generators)
     log = MetricsLog(run_dir, args.tensorboard) if info.primary else None
     if info.primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(resolved_config(args), sort_keys=False)
-        atomic_write(run_dir / 'config.yaml', lambda tmp: Path(tmp).write_text(text))
-        print(f'config (saved to {run_dir / "config.yaml"}):\n{text}', flush=True)
         log.truncate(start_epoch)
         n_params = sum(p.numel() for p in model.parameters())
         print(f'{args.model}: {n_params:,} parameters, data {data_config["input_size"]}, {info.world_size} '
@@ -199,7 +215,8 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
             val = evaluate(eval_net, val_loader, info.device, autocast, args.channels_last, step_cfg.progress)
             row.update({f'val_{k}': v for k, v in val.items() if k != 'count'})
             if ema is not None:
-                val_ema = evaluate(ema.module, val_loader, info.device, autocast, args.channels_last, step_cfg.progress)
+                val_ema = evaluate(ema.module, val_loader, info.device, autocast, args.channels_last,
+                                   step_cfg.progress)
                 row.update({f'ema_val_{k}': v for k, v in val_ema.items() if k != 'count'})
         scheduler.step(epoch + 1, row.get('val_top1'))
         improved = 'val_top1' in row and (best is None or row['val_top1'] > best)
@@ -223,7 +240,9 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
     if info.primary:
         log.close()
         plot = plot_metrics(log.path, run_dir / 'summary.png') if log.path.exists() else None
-        print(f'run folder: {run_dir}\n  checkpoint: {run_dir / "best"} (best val top-1 {best}) and '
+        minutes = (time.perf_counter() - started) / 60
+        print(f'{num_epochs - start_epoch} epoch(s) in {minutes:.1f} min; run folder: {run_dir}\n'
+              f'  checkpoint: {run_dir / "best"} (best val top-1 {best}) and '
               f'{run_dir / "last"}\n  metrics: {log.path}\n  plot: {plot or "(matplotlib not installed)"}',
               flush=True)
     return {'run_dir': str(run_dir), 'best_top1': best, 'model': model, **row}
