@@ -37,7 +37,7 @@ demo: $(STAMP)
 			$$SUDO apt-get install -y dataset-fashion-mnist; } || { echo "$(FMNIST_HELP)"; exit 1; }; \
 	fi
 	$(VENV)/bin/banet train -c configs/fashion_mnist/ba_resnet20_cifar.yaml --data-dir $(FMNIST_DIR) \
-		--output $(dir $(DEMO_RUN)) --experiment $(notdir $(DEMO_RUN)) --log-interval 50
+		--output $(dir $(DEMO_RUN)) --experiment $(notdir $(DEMO_RUN)) --log-interval 50 --profile-data
 	$(VENV)/bin/banet validate --checkpoint $(DEMO_RUN) --dataset fashion_mnist --data-dir $(FMNIST_DIR) \
 		--threads 2 --device cpu --results-file $(DEMO_RUN)/validate-fashion_mnist.json --no-progress
 	@echo "checkpoint: $(DEMO_RUN)/best/ (model.safetensors + config.json; training state in $(DEMO_RUN)/last/)"
