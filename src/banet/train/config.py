@@ -70,7 +70,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument('--drop-path', type=float, default=None, help='stochastic depth rate')
     g.add_argument('--sync-bn', action='store_true', help='SyncBatchNorm across processes (GPU only)')
     g.add_argument('--dist-bn', default='reduce', choices=('reduce', 'broadcast', ''),
-                   help='after each epoch, average (reduce) or copy rank 0\'s (broadcast) BN statistics')
+                   help='after each epoch, average (reduce, default) or copy rank 0\'s (broadcast) BN '
+                        'statistics across processes; an empty string leaves them')
     g = p.add_argument_group('optimiser')
     g.add_argument('--opt', default='sgd', help='timm optimiser name: sgd (nesterov), momentum, adamw, ...')
     g.add_argument('--opt-eps', type=float, default=None, help='optimiser epsilon')

@@ -5,12 +5,14 @@ Fashion-MNIST comes from the IDX ``.gz`` files of ``--data-dir``, else of the De
 Nothing is downloaded unless the user passes ``--download``.
 """
 import gzip
+import random
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from PIL import Image
 from timm.data import create_transform
@@ -186,7 +188,14 @@ def build_loader(
         raise ValueError(f'{len(sampler)} training images per process are fewer than one step of '
                          f'{args.batch_size * args.grad_accum_steps}: lower --batch-size')
     return DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
-                      generator=generator, pin_memory=pin)
+                      generator=generator, pin_memory=pin, worker_init_fn=_seed_worker)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """NumPy and ``random`` in a loader process follow torch's per-worker seed (drawn from the loader's generator)."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """``train(args)``: build everything from the resolved options, then run the epochs (one process or torchrun)."""
+import math
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -210,7 +211,7 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
         num_updates = stats.pop('num_updates')
         if info.distributed and args.dist_bn:
             distribute_bn(model, info.world_size, args.dist_bn == 'reduce')
-        row = {'epoch': epoch + 1, **stats}
+        row = {'epoch': epoch + 1, **stats, **{f'val_{k}': math.nan for k in ('loss', 'top1', 'top5', 'img_s')}}
         if (epoch + 1) % args.val_interval == 0 or epoch + 1 == num_epochs:
             val = evaluate(eval_net, val_loader, info.device, autocast, args.channels_last, step_cfg.progress)
             row.update({f'val_{k}': v for k, v in val.items() if k != 'count'})
@@ -218,8 +219,9 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
                 val_ema = evaluate(ema.module, val_loader, info.device, autocast, args.channels_last,
                                    step_cfg.progress)
                 row.update({f'ema_val_{k}': v for k, v in val_ema.items() if k != 'count'})
-        scheduler.step(epoch + 1, row.get('val_top1'))
-        improved = 'val_top1' in row and (best is None or row['val_top1'] > best)
+        validated = not math.isnan(row['val_top1'])
+        scheduler.step(epoch + 1, row['val_top1'] if validated else None)
+        improved = validated and (best is None or row['val_top1'] > best)
         if improved:
             best = row['val_top1']
         rng = [get_rng_state(generators)]
@@ -229,7 +231,8 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
             rng = gathered
         if info.primary:
             config = model_config(args.model, model, data_config, epoch=epoch + 1,
-                                  metrics={k: v for k, v in row.items() if k.startswith(('val', 'ema'))})
+                                  metrics={k: v for k, v in row.items()
+                                           if k.startswith(('val', 'ema')) and not math.isnan(v)})
             save_checkpoint(run_dir / 'last', model, config, ema.module if ema else None, {
                 'epoch': epoch + 1, 'num_updates': num_updates, 'best': best, 'optimizer': optimizer.state_dict(),
                 'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict() if scaler else None, 'rng': rng})
