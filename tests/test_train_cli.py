@@ -1,4 +1,5 @@
 """End-to-end `banet train` / `banet validate` on generated data, config files, and the clear errors."""
+import csv
 import json
 from pathlib import Path
 
@@ -66,15 +67,27 @@ def test_train_then_validate_image_folder(folder, tmp_path, capsys):
 
 def test_config_file_and_command_line_override(fmnist, tmp_path, capsys):
     cfg = tmp_path / 'cfg.yaml'
-    cfg.write_text(yaml.safe_dump({'model': 'resnet20_cifar', 'dataset': 'fashion_mnist', 'epochs': 1,
-                                   'batch_size': 32, 'lr': '1e-2', 'val_interval': 1}))
+    cfg.write_text(yaml.safe_dump({'model': 'resnet20_cifar', 'dataset': 'fashion_mnist', 'epochs': 2,
+                                   'batch_size': 32, 'lr': '1e-2', 'val_interval': 2}))
     assert main(['train', '-c', str(cfg), '--data-dir', str(fmnist), '-b', '16', '--output', str(tmp_path),
                  '--experiment', 'r', *FAST]) == 0
     saved = yaml.safe_load((tmp_path / 'r' / 'config.yaml').read_text())
     assert saved['model'] == 'resnet20_cifar' and saved['lr'] == 1e-2  # from the file (YAML '1e-2' string typed)
     assert saved['batch_size'] == 16  # the command line wins
-    assert torch.load(tmp_path / 'r' / 'last' / 'train_state.pt', weights_only=True)['num_updates'] == 64 // 16
+    assert torch.load(tmp_path / 'r' / 'last' / 'train_state.pt', weights_only=True)['num_updates'] == 2 * 64 // 16
     assert 'batch_size: 16' in capsys.readouterr().out
+    with open(tmp_path / 'r' / 'metrics.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]['val_top1'] == 'nan' and 0 <= float(rows[1]['val_top1']) <= 100  # validated every 2nd epoch
+
+
+def test_torchcompile_wiring(fmnist, tmp_path):
+    # the 'eager' backend exercises torch.compile's tracing without generating code (inductor takes minutes)
+    assert main(['train', '--model', 'resnet20_cifar', '--dataset', 'fashion_mnist', '--data-dir', str(fmnist),
+                 '-b', '32', '--epochs', '1', '--torchcompile', 'eager', '--channels-last', '--output', str(tmp_path),
+                 '--experiment', 'c', *FAST]) == 0
+    weights = load_state_dict_file(tmp_path / 'c' / 'last' / 'model.safetensors')
+    assert not any(k.startswith('_orig_mod') for k in weights)  # saved from the plain model
 
 
 def _error(capsys, argv) -> str:
