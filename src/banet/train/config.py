@@ -132,6 +132,8 @@ def add_validate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('checkpoint')
     g.add_argument('--checkpoint', default=None, metavar='PATH',
                    help='a run folder, its last/ or best/ folder, or a weights file (.safetensors/.pth)')
+    g.add_argument('--pretrained', action='store_true',
+                   help='without --checkpoint: timm\'s pretrained weights of --model (may download)')
     g.add_argument('--use-ema', action='store_true', help='evaluate the EMA weights of the checkpoint')
     g.add_argument('--results-file', default=None, metavar='FILE.json',
                    help='where to write the result (default: beside the checkpoint, or ./validate.json)')

@@ -70,10 +70,6 @@ class TensorLoader:
             return len(self.images) // self.step_size * self.accum_steps
         return -(-len(self._eval_indices()) // self.batch_size)
 
-    @property
-    def dataset_size(self) -> int:
-        return len(self.images)
-
     def _eval_indices(self) -> torch.Tensor:
         return torch.arange(len(self.images)).tensor_split(self.world_size)[self.rank]
 

@@ -36,8 +36,12 @@ def validate(args: Any) -> Dict[str, Any]:
         torch.set_num_threads(args.threads)
     info = init_distributed(args.device)
     try:
-        model = timm.create_model(args.model, num_classes=args.num_classes or saved.get('num_classes') or
-                                  spec.num_classes, in_chans=args.in_chans or saved.get('in_chans') or spec.in_chans)
+        if weights is None and not args.pretrained and info.primary:
+            print(f'note: no --checkpoint or --pretrained: evaluating a randomly initialised {args.model}')
+        model = timm.create_model(
+            args.model, pretrained=args.pretrained and weights is None,
+            num_classes=args.num_classes or saved.get('num_classes') or spec.num_classes,
+            in_chans=args.in_chans or saved.get('in_chans') or spec.in_chans)
         if weights is not None:
             model.load_state_dict(load_state_dict_file(weights, args.trust_pickle))
         if saved.get('pretrained_cfg'):  # feed the model as it was trained unless told otherwise
