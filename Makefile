@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all clean
+.PHONY: setup test test-all demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,31 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''
+
+# Fashion-MNIST demo: BAv2 ResNet-20 on the CPU (docs/training.md has the recipe and the measured result).
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+DEMO_RUN ?= runs/demo-ba_resnet20_cifar
+FMNIST_HELP = Fashion-MNIST is missing from $(FMNIST_DIR). Get it one of three ways: \
+	(1) sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu); \
+	(2) make demo FMNIST_DIR=DIR with DIR holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, \
+	t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; \
+	(3) $(VENV)/bin/banet train -c configs/fashion_mnist/ba_resnet20_cifar.yaml --download --data-dir DIR
+
+demo: $(STAMP)
+	@if [ ! -f $(FMNIST_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+		else echo "$(FMNIST_HELP)"; exit 1; fi; \
+		echo "installing the Debian package dataset-fashion-mnist"; \
+		$$SUDO apt-get install -y dataset-fashion-mnist || { $$SUDO apt-get update && \
+			$$SUDO apt-get install -y dataset-fashion-mnist; } || { echo "$(FMNIST_HELP)"; exit 1; }; \
+	fi
+	$(VENV)/bin/banet train -c configs/fashion_mnist/ba_resnet20_cifar.yaml --data-dir $(FMNIST_DIR) \
+		--output $(dir $(DEMO_RUN)) --experiment $(notdir $(DEMO_RUN)) --log-interval 50 --profile-data
+	$(VENV)/bin/banet validate --checkpoint $(DEMO_RUN) --dataset fashion_mnist --data-dir $(FMNIST_DIR) \
+		--threads 2 --device cpu --results-file $(DEMO_RUN)/validate-fashion_mnist.json --no-progress
+	@echo "checkpoint: $(DEMO_RUN)/best/ (model.safetensors + config.json; training state in $(DEMO_RUN)/last/)"
+	@echo "metrics:    $(DEMO_RUN)/metrics.csv, test result $(DEMO_RUN)/validate-fashion_mnist.json"
+	@echo "plot:       $(DEMO_RUN)/summary.png"
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

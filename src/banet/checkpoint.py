@@ -1,13 +1,14 @@
 """Reading and writing weight files safely: safetensors by default, pickles only when the user trusts them."""
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ['atomic_write', 'load_state_dict_file', 'save_state_dict_file']
+__all__ = ['atomic_write', 'load_state_dict_file', 'save_json_file', 'save_state_dict_file', 'save_torch_file']
 
 PathLike = Union[str, os.PathLike]
 
@@ -30,10 +31,25 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def save_state_dict_file(state_dict: Dict[str, torch.Tensor], path: PathLike) -> Path:
-    """Write tensors to a ``.safetensors`` file atomically (shared storage is copied, tensors made contiguous)."""
+def save_state_dict_file(
+        state_dict: Dict[str, torch.Tensor], path: PathLike, metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write tensors to a ``.safetensors`` file atomically (shared storage is copied, tensors made contiguous).
+
+    ``metadata`` (str to str) goes into the file's header.
+    """
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def save_torch_file(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` atomically; keep ``obj`` to tensors and plain Python values so ``weights_only`` loads it."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_json_file(obj: Any, path: PathLike) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    text = json.dumps(obj, indent=2) + '\n'
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def load_state_dict_file(path: PathLike, trust_pickle: bool = False) -> Dict:

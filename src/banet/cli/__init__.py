@@ -3,9 +3,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import benchmark, convert, profile
+from . import benchmark, convert, profile, train, validate
 
-COMMANDS = [convert, profile, benchmark]
+COMMANDS = [train, validate, convert, profile, benchmark]
 
 
 def build_parser() -> argparse.ArgumentParser:
