@@ -99,7 +99,8 @@ class BridgeAttention(nn.Module):
         """
         if self.version == 'v1':
             return sum(n(p(s)) for p, n, s in zip(self.proj, self.proj_norm, pooled))
-        weight = torch.cat([a * p.weight for a, p in zip(self.select.weight[0].unbind(), self.proj)], dim=1)
+        alpha = self.select.weight
+        weight = torch.cat([alpha[0, i] * p.weight for i, p in enumerate(self.proj)], dim=1)
         return self.norm(F.linear(torch.cat(pooled, dim=1), weight, self.select.bias.expand(self.hidden)))
 
     @torch.no_grad()
