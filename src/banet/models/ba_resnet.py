@@ -16,7 +16,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck
 
-from ..layers import BridgeAttention
+from ..layers import BridgeAttention, bridge_pool, channel_gate
 from ._resnet import BanetResNet
 
 __all__ = ['BABasicBlock', 'BABottleneck', 'create_ba_resnet']
@@ -68,9 +68,9 @@ class BABasicBlock(BasicBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.act1(self.drop_block(self.bn1(self.conv1(x))))
-        s1 = x.mean((2, 3))
+        s1 = bridge_pool(x)
         x = self.bn2(self.conv2(self.aa(x)))
-        x = x * self.ba([s1, x.mean((2, 3))])
+        x = channel_gate(x, self.ba([s1, bridge_pool(x)]))
         if self.drop_path is not None:
             x = self.drop_path(x)
         if self.downsample is not None:
@@ -120,11 +120,11 @@ class BABottleneck(Bottleneck):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.act1(self.bn1(self.conv1(x)))
-        s1 = x.mean((2, 3))
+        s1 = bridge_pool(x)
         x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
-        s2 = x.mean((2, 3))
+        s2 = bridge_pool(x)
         x = self.bn3(self.conv3(self.aa(x)))
-        x = x * self.ba([s1, s2, x.mean((2, 3))])
+        x = channel_gate(x, self.ba([s1, s2, bridge_pool(x)]))
         if self.drop_path is not None:
             x = self.drop_path(x)
         if self.downsample is not None:

@@ -1,0 +1,37 @@
+"""Multiplying a feature map by a per-channel gate, with a backward that does not materialise ``grad * x``.
+
+For ``y = x * g`` with g of shape (B, C, 1, 1), autograd computes the gate's gradient as ``(grad * x).sum((2, 3))``:
+a full-size temporary, written and read again. On a contiguous (NCHW) map the same reduction is a batched dot
+product (``einsum``) that reads both maps once and writes nothing big; on channels_last maps the plain product-sum
+is faster and is kept. Same values, fewer passes over the largest tensor of a bottleneck.
+"""
+import torch
+
+from timm.layers._fx import register_notrace_function
+
+__all__ = ['channel_gate']
+
+
+class _ChannelGate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, gate)
+        return x * gate
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, gate = ctx.saved_tensors
+        grad_x = grad * gate if ctx.needs_input_grad[0] else None
+        grad_gate = None
+        if ctx.needs_input_grad[1]:
+            if grad.dtype == x.dtype and grad.is_contiguous() and x.is_contiguous():
+                grad_gate = torch.einsum('bchw,bchw->bc', grad, x).view_as(gate)
+            else:
+                grad_gate = (grad * x).sum((2, 3), keepdim=True)
+        return grad_x, grad_gate
+
+
+@register_notrace_function
+def channel_gate(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """``x * gate`` for x (B, C, H, W) and gate (B, C, 1, 1)."""
+    return _ChannelGate.apply(x, gate)

@@ -1,0 +1,44 @@
+"""bridge_pool and channel_gate: the same values and gradients as the plain mean and product they replace."""
+import pytest
+import torch
+
+from banet.layers import bridge_pool, channel_gate
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_bridge_pool_equals_mean(memory_format):
+    x = torch.randn(3, 5, 7, 6).contiguous(memory_format=memory_format).requires_grad_()
+    ref = x.detach().clone().requires_grad_()
+    out, out_ref = bridge_pool(x), ref.mean((2, 3))
+    torch.testing.assert_close(out, out_ref)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_ref.backward(grad)
+    torch.testing.assert_close(x.grad, ref.grad)
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_channel_gate_equals_product(memory_format, dtype):
+    x = torch.randn(4, 6, 5, 3, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
+    g = torch.rand(4, 6, 1, 1, dtype=dtype, requires_grad=True)
+    x_ref, g_ref = x.detach().clone().requires_grad_(), g.detach().clone().requires_grad_()
+    out, out_ref = channel_gate(x, g), x_ref * g_ref
+    torch.testing.assert_close(out, out_ref)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(g.grad, g_ref.grad)
+
+
+def test_channel_gate_gradcheck_and_mixed_dtypes():
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(2, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(channel_gate, (x, g))
+    # a bfloat16 map gated by a float32 gate (autocast can produce this): gradients keep each input's dtype
+    xb = torch.randn(2, 3, 4, 4, dtype=torch.bfloat16, requires_grad=True)
+    gf = torch.rand(2, 3, 1, 1, requires_grad=True)
+    channel_gate(xb, gf).sum().backward()
+    assert xb.grad.dtype == torch.bfloat16 and gf.grad.dtype == torch.float32
+    torch.testing.assert_close(gf.grad, xb.detach().float().sum((2, 3), keepdim=True), rtol=1e-2, atol=1e-2)
