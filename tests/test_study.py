@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from banet import study as study_mod
@@ -111,8 +112,8 @@ class _Crash(Exception):
     pass
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(fmnist, tmp_path, monkeypatch, capsys):
-    cfg = _config(tmp_path, variants=['ba_resnet20_cifar'], seeds=[3])
+def test_interrupted_runs_resume_or_restart(fmnist, tmp_path, monkeypatch, capsys):
+    cfg = _config(tmp_path, variants=['ba_resnet20_cifar'], seeds=[3, 4])
     real = trainer.train_one_epoch
 
     def crash_in_second_epoch(epoch, *a, **kw):
@@ -120,22 +121,29 @@ def test_interrupted_run_resumes_from_its_checkpoint(fmnist, tmp_path, monkeypat
             raise _Crash()
         return real(epoch, *a, **kw)
     monkeypatch.setattr(trainer, 'train_one_epoch', crash_in_second_epoch)
-    with pytest.raises(_Crash):
-        main(['study', str(cfg), '--data-dir', str(fmnist)])
+    for seed in ('3', '4'):
+        with pytest.raises(_Crash):
+            main(['study', str(cfg), '--data-dir', str(fmnist), '--seeds', seed])
     monkeypatch.setattr(trainer, 'train_one_epoch', real)
     assert not (tmp_path / 'results').exists()
+    # seed 4's checkpoint is unusable (as if interrupted while saving: weights and state of different epochs)
+    state_file = tmp_path / 'runs' / 'ba_resnet20_cifar-seed4' / 'last' / 'train_state.pt'
+    state = torch.load(state_file, weights_only=True)
+    torch.save({**state, 'epoch': 5}, state_file)
 
-    # the checkpoint belongs to this recipe only: another lr is refused before any work
-    other = _config(tmp_path, variants=['ba_resnet20_cifar'], seeds=[3], recipe={**RECIPE, 'lr': 0.2})
+    # the checkpoints belong to this recipe only: another lr is refused before any work
+    other = _config(tmp_path, variants=['ba_resnet20_cifar'], seeds=[3, 4], recipe={**RECIPE, 'lr': 0.2})
     assert main(['study', str(other), '--data-dir', str(fmnist)]) == 2
     err = capsys.readouterr().err
     assert 'holds a checkpoint of another recipe (lr: 0.05 there, 0.2 in the config)' in err
 
-    cfg = _config(tmp_path, variants=['ba_resnet20_cifar'], seeds=[3])
+    cfg = _config(tmp_path, variants=['ba_resnet20_cifar'], seeds=[3, 4])
     assert main(['study', str(cfg), '--data-dir', str(fmnist), '--no-report']) == 0
-    assert '0 done, 1 to resume, 0 to train' in capsys.readouterr().out
-    r = json.loads((tmp_path / 'results' / 'ba_resnet20_cifar-seed3.json').read_text())
-    assert r['resumed_from_epoch'] == 1 and r['curve']['epoch'] == [1, 2]
+    out = capsys.readouterr().out
+    assert '0 done, 1 to resume, 1 to train' in out and 'it restarts from epoch 0' in out
+    for seed, resumed_from in ((3, 1), (4, 0)):
+        r = json.loads((tmp_path / 'results' / f'ba_resnet20_cifar-seed{seed}.json').read_text())
+        assert r['resumed_from_epoch'] == resumed_from and r['curve']['epoch'] == [1, 2]
 
 
 def _fake_result(study, variant, seed, top1, **over):

@@ -26,6 +26,7 @@ from .checkpoint import save_json_file
 from .profile import profile_model
 from .train.config import add_train_args, check_config_keys, resolved_config
 from .train.metrics import MetricsLog
+from .train.state import load_train_state
 from .train.trainer import check_args, train
 
 __all__ = ['Study', 'load_study', 'train_args', 'recipe_of', 'study_recipe', 'read_result', 'plan', 'run_one',
@@ -190,7 +191,7 @@ def read_result(file: Path, recipe: Dict[str, Any], variant: str, seed: int) -> 
 
 
 def _run_state(study: Study, variant: str, seed: int, recipe: Dict[str, Any]) -> str:
-    """'done' (result file exists), 'resume' (a checkpoint of the same recipe exists) or 'new'."""
+    """'done' (result file exists), 'resume' (a usable checkpoint of the same recipe exists) or 'new'."""
     if study.result_file(variant, seed).is_file():
         return 'done'
     run_dir = study.run_dir(variant, seed)
@@ -201,6 +202,11 @@ def _run_state(study: Study, variant: str, seed: int, recipe: Dict[str, Any]) ->
     if saved != recipe:
         raise ValueError(f'the run folder {run_dir} holds a checkpoint of another recipe '
                          f'({_recipe_diff(saved, recipe)}); delete or move it to train that run afresh')
+    try:
+        load_train_state(run_dir)
+    except (RuntimeError, ValueError) as e:
+        print(f'study: cannot resume {run_dir} ({e}); it restarts from epoch 0', flush=True)
+        return 'new'
     return 'resume'
 
 
@@ -284,10 +290,7 @@ def run_one(study: Study, variant: str, seed: int, machine: Optional[Dict[str, A
             resume: bool = False) -> Path:
     """Train one (variant, seed) with banet's ``train`` (continuing its checkpoint if ``resume``); write its result."""
     args = train_args(study, variant, seed, machine, resume)
-    resumed_from = 0
-    if resume:
-        state = torch.load(study.run_dir(variant, seed) / 'last' / 'train_state.pt', weights_only=True)
-        resumed_from = int(state['epoch'])
+    resumed_from = int(load_train_state(study.run_dir(variant, seed))['epoch']) if resume else 0
     start = time.perf_counter()
     out = train(args)
     wall = time.perf_counter() - start

@@ -172,6 +172,8 @@ def _summary(study: Study, stats: List[VariantStats], pairs: List[Comparison], c
     elif judged:
         lines.append(f'- No pair (of {len(judged)}) differs by more than 2 SE: at this number of seeds the variants '
                      'cannot be told apart.')
+    else:
+        lines.append('- No pair can be judged yet: a standard error needs at least 2 finished seeds per variant.')
     if claims:
         tally: Dict[str, int] = {}
         for c in claims:
