@@ -9,7 +9,6 @@ machines; :mod:`banet.study_report` turns the result files into a markdown repor
 import argparse
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
