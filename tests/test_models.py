@@ -32,7 +32,7 @@ def _input(name, batch=2, chans=3):
 def test_registry_lists_every_family():
     expected = {f'ba_resnet{d}' for d in (18, 34, 50, 101, 152)} | {f'bav1_resnet{d}' for d in (18, 34, 50, 101, 152)}
     expected |= {'ba_resnext50_32x4d', 'ba_resnet50d'}
-    expected |= {f'{p}resnet{d}_cifar' for d in (20, 56) for p in ('', 'se', 'eca', 'bav1_', 'ba_')}
+    expected |= {f'{p}resnet{d}_cifar' for d in (20, 56) for p in ('', 'se', 'eca', 'cbam', 'bav1_', 'ba_')}
     assert set(MODELS) == expected
     assert set(timm.list_models('ba_resnet*')) >= {n for n in expected if n.startswith('ba_resnet')}
 
@@ -175,6 +175,7 @@ def test_cifar_models_differ_only_by_attention():
     assert [i['num_chs'] for i in plain.feature_info] == [16, 16, 32, 64]
     assert type(se.layer1[0].se).__name__ == 'SEModule'
     assert type(timm.create_model('ecaresnet20_cifar').layer1[0].se).__name__ == 'EcaModule'
+    assert type(timm.create_model('cbamresnet20_cifar').layer3[2].se).__name__ == 'CbamModule'
     assert len(timm.create_model('resnet56_cifar').layer2) == 9
     assert isinstance(ba.layer3[2].ba, BridgeAttention)
 

@@ -3,9 +3,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import benchmark, convert, profile, train, validate
+from . import benchmark, convert, profile, study, train, validate
 
-COMMANDS = [train, validate, convert, profile, benchmark]
+COMMANDS = [train, validate, convert, profile, benchmark, study]
 
 
 def build_parser() -> argparse.ArgumentParser:

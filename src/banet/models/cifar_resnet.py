@@ -1,8 +1,9 @@
-"""Small-input ResNets for 28-32 px images (CIFAR, Fashion-MNIST), with and without channel attention.
+"""Small-input ResNets for 28-32 px images (CIFAR, Fashion-MNIST), with and without attention.
 
 The classic CIFAR ResNet of "Deep Residual Learning for Image Recognition" (He et al., 2016, section 4.2):
 a 3x3 stride-1 stem, no max-pool, three stages of basic blocks of width 16/32/64 and depth 6n+2, here with
-projection (1x1 conv + BN) shortcuts. One name per attention: none, SE and ECA (timm's own layers), BAv1 and BAv2.
+projection (1x1 conv + BN) shortcuts. One name per attention: none, SE, ECA and CBAM (timm's own layers), BAv1
+and BAv2.
 """
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -133,9 +134,9 @@ def _cfg(**kwargs: Any) -> Dict[str, Any]:
     }
 
 
-_ATTN = {'': {}, 'se': {'attn_layer': 'se'}, 'eca': {'attn_layer': 'eca'}}
+_ATTN = {'': {}, 'se': {'attn_layer': 'se'}, 'eca': {'attn_layer': 'eca'}, 'cbam': {'attn_layer': 'cbam'}}
 default_cfgs = generate_default_cfgs({
-    f'{prefix}resnet{d}_cifar': _cfg() for d in (20, 56) for prefix in ('', 'se', 'eca', 'bav1_', 'ba_')
+    f'{prefix}resnet{d}_cifar': _cfg() for d in (20, 56) for prefix in ('', 'se', 'eca', 'cbam', 'bav1_', 'ba_')
 })
 
 
@@ -168,6 +169,12 @@ def ecaresnet20_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
 
 
 @register_model
+def cbamresnet20_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
+    """CBAM-ResNet-20 (timm's CbamModule: channel then spatial attention) for 32 px input."""
+    return _plain('cbamresnet20_cifar', 20, 'cbam', pretrained, **kwargs)
+
+
+@register_model
 def bav1_resnet20_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
     """BAv1 ResNet-20 for 32 px input."""
     return _bridged('bav1_resnet20_cifar', 20, 'v1', pretrained, **kwargs)
@@ -195,6 +202,12 @@ def seresnet56_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
 def ecaresnet56_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
     """ECA-ResNet-56 (timm's EcaModule) for 32 px input."""
     return _plain('ecaresnet56_cifar', 56, 'eca', pretrained, **kwargs)
+
+
+@register_model
+def cbamresnet56_cifar(pretrained: bool = False, **kwargs) -> CifarResNet:
+    """CBAM-ResNet-56 (timm's CbamModule: channel then spatial attention) for 32 px input."""
+    return _plain('cbamresnet56_cifar', 56, 'cbam', pretrained, **kwargs)
 
 
 @register_model

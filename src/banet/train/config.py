@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 __all__ = ['DATASETS', 'ConfigArgumentParser', 'add_data_args', 'add_train_args', 'add_validate_args',
-           'load_config_file', 'resolved_config']
+           'check_config_keys', 'load_config_file', 'resolved_config']
 
 DATASETS = ('folder', 'fashion_mnist', 'cifar10', 'cifar100')
 # dests that describe the invocation, not the run
@@ -174,11 +174,16 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> Dict[str, An
         raise ValueError(f'config file {path} is not valid YAML: {e}') from e
     if not isinstance(values, dict):
         raise ValueError(f'config file {path} must hold a mapping of option: value')
+    return check_config_keys(values, parser, f'config file {path}')
+
+
+def check_config_keys(values: Dict[Any, Any], parser: argparse.ArgumentParser, where: str) -> Dict[str, Any]:
+    """``values`` with ``-`` in keys turned to ``_``; a ValueError naming ``where`` if a key is no option."""
     known = {a.dest for a in parser._actions} - _NOT_CONFIG - {'help'}
     values = {str(k).replace('-', '_'): v for k, v in values.items()}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f'config file {path}: unknown key(s) {unknown}; keys are option names such as '
+        raise ValueError(f'{where}: unknown key(s) {unknown}; keys are option names such as '
                          f'batch_size or warmup_epochs (see --help)')
     return values
 

@@ -1,0 +1,326 @@
+"""``banet study``: train several models under one recipe and several seeds, one result file per run.
+
+A study config (YAML) names the variants (timm model names), the seeds and the shared training recipe (the keys
+that ``banet train -c`` accepts). Each (variant, seed) is trained by banet's own :func:`banet.train.train` and then
+summarised in ``RESULTS/VARIANT-seedN.json`` (written atomically). Running the study again skips runs whose result
+file exists and continues an interrupted run from its last checkpoint, so a study can be spread over sittings and
+machines; :mod:`banet.study_report` turns the result files into a markdown report with figures.
+"""
+import argparse
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import timm
+import torch
+import yaml
+
+from . import models  # noqa: F401  (registers the banet models in timm)
+from .benchmark import machine_info
+from .checkpoint import save_json_file
+from .profile import profile_model
+from .train.config import add_train_args, check_config_keys, resolved_config
+from .train.metrics import MetricsLog
+from .train.state import load_train_state
+from .train.trainer import check_args, train
+
+__all__ = ['Study', 'load_study', 'train_args', 'recipe_of', 'study_recipe', 'read_result', 'plan', 'run_one',
+           'run_study']
+
+STUDY_KEYS = ('name', 'title', 'variants', 'seeds', 'recipe', 'output', 'results', 'report', 'claim')
+DEFAULT_SEEDS = (0, 1, 2)
+# options the study sets for each run itself
+SET_BY_STUDY = frozenset({'model', 'seed', 'output', 'experiment', 'resume'})
+# options that say where and how fast a run goes, not what it computes: they may differ between machines
+MACHINE_KEYS = frozenset({'device', 'threads', 'workers', 'no_progress', 'log_interval', 'data_dir', 'download',
+                          'tensorboard', 'profile_data', 'torchcompile', 'channels_last', 'trust_pickle'})
+
+
+@dataclass
+class Study:
+    """A parsed study config; paths are relative to the current directory, like ``banet train --output``."""
+    path: Path
+    name: str
+    title: str
+    variants: List[str]
+    seeds: List[int]
+    recipe: Dict[str, Any]
+    output: Path
+    results: Path
+    report: Path
+    claim: List[List[str]] = field(default_factory=list)
+
+    @staticmethod
+    def run_name(variant: str, seed: int) -> str:
+        return f'{variant}-seed{seed}'
+
+    def run_dir(self, variant: str, seed: int) -> Path:
+        return self.output / self.run_name(variant, seed)
+
+    def result_file(self, variant: str, seed: int) -> Path:
+        return self.results / f'{self.run_name(variant, seed)}.json'
+
+
+def _names(value: Any, what: str, where: str) -> List[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f'{where}: {what} must be a non-empty list of model names')
+    if len(set(value)) != len(value):
+        raise ValueError(f'{where}: {what} names a model twice: {value}')
+    return value
+
+
+def load_study(path: str, output: Optional[str] = None, results: Optional[str] = None) -> Study:
+    """Read and check a study config (every check that needs no data); ``output``/``results`` override it."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f'study config {path} does not exist')
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f'study config {path} is not valid YAML: {e}') from e
+    where = f'study config {path}'
+    if not isinstance(raw, dict):
+        raise ValueError(f'{where} must hold a mapping with keys {", ".join(STUDY_KEYS)}')
+    unknown = sorted(set(raw) - set(STUDY_KEYS))
+    if unknown:
+        raise ValueError(f'{where}: unknown key(s) {unknown}; the keys are {", ".join(STUDY_KEYS)} (training '
+                         'options go under recipe:)')
+    variants = _names(raw.get('variants'), 'variants', where)
+    bad = [v for v in variants if not timm.is_model(v)]
+    if bad:
+        raise ValueError(f'{where}: unknown variant(s) {bad}: use timm model names such as resnet20_cifar or '
+                         'ba_resnet20_cifar (see banet profile)')
+    seeds = raw.get('seeds', list(DEFAULT_SEEDS))
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f'{where}: seeds must be a non-empty list of integers, e.g. [0, 1, 2]')
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f'{where}: seeds must be distinct integers, got {seeds}')
+    recipe = raw.get('recipe') or {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f'{where}: recipe must be a mapping of banet train options (batch_size: 128, ...)')
+    recipe = check_config_keys(recipe, _train_parser(where), f'{where}: recipe')
+    fixed = sorted(SET_BY_STUDY & set(recipe))
+    if fixed:
+        raise ValueError(f'{where}: recipe must not set {fixed}: the study sets them for each run (list the '
+                         'models under variants:, the seeds under seeds:, the folders under output:/results:)')
+    claim = [_names(group, 'each claim group', where) for group in (raw.get('claim') or [])]
+    outside = sorted({v for group in claim for v in group} - set(variants))
+    if outside:
+        raise ValueError(f'{where}: claim names {outside}, which are not among the variants')
+    name = str(raw.get('name') or file.stem)
+    out = Path(output or raw.get('output') or Path('runs') / 'study' / name)
+    res = Path(results or raw.get('results') or out / 'results')
+    return Study(path=file, name=name, title=str(raw.get('title') or name), variants=variants, seeds=seeds,
+                 recipe=recipe, output=out, results=res, report=Path(raw.get('report') or out / 'report.md'),
+                 claim=claim)
+
+
+class _Parser(argparse.ArgumentParser):
+    """banet train's options; a bad value raises a ValueError naming the study config instead of exiting."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(prog='banet study', add_help=False, allow_abbrev=False)
+        self.where = where
+
+    def error(self, message: str):
+        raise ValueError(f'{self.where}: recipe: {message}')
+
+
+def _train_parser(where: str) -> _Parser:
+    parser = _Parser(where)
+    add_train_args(parser)
+    return parser
+
+
+def train_args(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
+               resume: bool = False) -> argparse.Namespace:
+    """banet train's options for one run: the recipe, then ``machine`` overrides, then the run's own names.
+
+    Parsed by banet train's own parser, so a recipe value means exactly what it means in ``banet train -c``.
+    """
+    parser = _train_parser(f'study config {study.path}')
+    parser.set_defaults(**{**study.recipe, **(machine or {})})
+    argv = ['--model', variant, '--seed', str(seed), '--output', str(study.output),
+            '--experiment', study.run_name(variant, seed)]
+    if resume:
+        argv += ['--resume', str(study.run_dir(variant, seed))]
+    return parser.parse_args(argv)
+
+
+def recipe_of(args: Any) -> Dict[str, Any]:
+    """What a run computes: its resolved options less the run's names and the machine options (JSON values)."""
+    recipe = {k: v for k, v in resolved_config(args).items() if k not in SET_BY_STUDY | MACHINE_KEYS}
+    return json.loads(json.dumps(recipe))
+
+
+def study_recipe(study: Study) -> Dict[str, Any]:
+    """The recipe every run of ``study`` must have been trained with (the same for all variants and seeds)."""
+    return recipe_of(train_args(study, study.variants[0], study.seeds[0]))
+
+
+def _recipe_diff(saved: Dict[str, Any], current: Dict[str, Any]) -> str:
+    keys = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    return ', '.join(f'{k}: {saved.get(k)!r} there, {current.get(k)!r} in the config' for k in keys)
+
+
+def read_result(file: Path, recipe: Dict[str, Any], variant: str, seed: int) -> Dict[str, Any]:
+    """The result file of (``variant``, ``seed``), checked to be readable and trained with ``recipe``."""
+    try:
+        result = json.loads(file.read_text())
+    except ValueError as e:
+        raise ValueError(f'result file {file} is not valid JSON ({e}); delete it to run that (variant, seed) '
+                         'again') from e
+    missing = [k for k in ('variant', 'seed', 'test_top1', 'curve', 'recipe') if k not in result]
+    if missing:
+        raise ValueError(f'result file {file} lacks {missing}; delete it to run that (variant, seed) again')
+    if (result['variant'], result['seed']) != (variant, seed):
+        raise ValueError(f'result file {file} holds {result["variant"]} seed {result["seed"]}, not {variant} seed '
+                         f'{seed}: it was renamed or copied to the wrong place')
+    if result['recipe'] != recipe:
+        raise ValueError(f'result file {file} was trained with another recipe '
+                         f'({_recipe_diff(result["recipe"], recipe)}); every variant must share one recipe: move '
+                         'the old results away (or point results: to a new folder) and run the study again')
+    return result
+
+
+def _run_state(study: Study, variant: str, seed: int, recipe: Dict[str, Any]) -> str:
+    """'done' (result file exists), 'resume' (a usable checkpoint of the same recipe exists) or 'new'."""
+    if study.result_file(variant, seed).is_file():
+        return 'done'
+    run_dir = study.run_dir(variant, seed)
+    if not (run_dir / 'last' / 'train_state.pt').is_file():
+        return 'new'  # nothing worth keeping: (re)start the run in this folder
+    saved = yaml.safe_load((run_dir / 'config.yaml').read_text()) if (run_dir / 'config.yaml').is_file() else {}
+    saved = recipe_of(argparse.Namespace(**(saved or {})))
+    if saved != recipe:
+        raise ValueError(f'the run folder {run_dir} holds a checkpoint of another recipe '
+                         f'({_recipe_diff(saved, recipe)}); delete or move it to train that run afresh')
+    try:
+        load_train_state(run_dir)
+    except (RuntimeError, ValueError) as e:
+        print(f'study: cannot resume {run_dir} ({e}); it restarts from epoch 0', flush=True)
+        return 'new'
+    return 'resume'
+
+
+def _subset(chosen: Optional[Sequence], configured: List, what: str, study: Study) -> List:
+    if not chosen:
+        return list(configured)
+    outside = [c for c in chosen if c not in configured]
+    if outside:
+        raise ValueError(f'--{what} {outside}: not in the {what} of {study.path} ({configured}); add them there')
+    return [c for c in configured if c in chosen]
+
+
+def plan(study: Study, variants: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None,
+         ) -> Tuple[Dict[str, Any], List[Tuple[str, int, str]]]:
+    """The recipe and the state of every selected run, seeds in the outer loop (all variants of seed 0 first).
+
+    Checks every existing result of the config (not only the selected ones) against the recipe.
+    """
+    variants = _subset(variants, study.variants, 'variants', study)
+    seeds = _subset(seeds, study.seeds, 'seeds', study)
+    recipe = study_recipe(study)
+    for v in study.variants:
+        for s in study.seeds:
+            if study.result_file(v, s).is_file():
+                read_result(study.result_file(v, s), recipe, v, s)
+    return recipe, [(v, s, _run_state(study, v, s, recipe)) for s in seeds for v in variants]
+
+
+def _float(value: str) -> Optional[float]:
+    x = float(value) if value not in ('', None) else math.nan
+    return None if math.isnan(x) else x
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it (no machine paths in result files)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _result(study: Study, args: argparse.Namespace, run_dir: Path, device: str, wall: float,
+            resumed_from: int) -> Dict[str, Any]:
+    rows = MetricsLog(run_dir).read()
+    if not rows:
+        raise RuntimeError(f'{run_dir / "metrics.csv"} is empty: the run trained no epoch')
+    curve = {'epoch': [int(r['epoch']) for r in rows], 'val_top1': [_float(r['val_top1']) for r in rows],
+             'val_loss': [_float(r['val_loss']) for r in rows], 'train_loss': [_float(r['train_loss']) for r in rows]}
+    validated = [x for x in curve['val_top1'] if x is not None]
+    config = json.loads((run_dir / 'last' / 'config.json').read_text())
+    size = config['pretrained_cfg']['input_size'][-1]
+    prof = profile_model(args.model, size, num_classes=config['num_classes'], in_chans=config['in_chans'])
+    img_s = [x for x in (_float(r['train_img_s']) for r in rows) if x is not None]
+    return {
+        'study': study.name,
+        'variant': args.model,
+        'seed': args.seed,
+        'test_top1': _float(rows[-1]['val_top1']),
+        'test_top1_best': max(validated),
+        'test_top5': _float(rows[-1]['val_top5']),
+        'epochs': len(rows),
+        'curve': curve,
+        'params': prof['params'],
+        'macs': prof['macs'],
+        'img_size': size,
+        'in_chans': config['in_chans'],
+        'num_classes': config['num_classes'],
+        'train_img_s': statistics.median(img_s),
+        'wall_time_s': wall,
+        'resumed_from_epoch': resumed_from,
+        'device': device,
+        'machine': machine_info(device),
+        'finished': time.strftime('%Y-%m-%d %H:%M:%S %z'),
+        'run_dir': _relative(run_dir),
+        'recipe': recipe_of(args),
+    }
+
+
+def run_one(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
+            resume: bool = False) -> Path:
+    """Train one (variant, seed) with banet's ``train`` (continuing its checkpoint if ``resume``); write its result."""
+    args = train_args(study, variant, seed, machine, resume)
+    resumed_from = int(load_train_state(study.run_dir(variant, seed))['epoch']) if resume else 0
+    start = time.perf_counter()
+    out = train(args)
+    wall = time.perf_counter() - start
+    device = str(next(out['model'].parameters()).device)
+    result = _result(study, args, Path(out['run_dir']), device, wall, resumed_from)
+    return save_json_file(result, study.result_file(variant, seed))
+
+
+def run_study(study: Study, variants: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None,
+              machine: Optional[Dict[str, Any]] = None, dry_run: bool = False) -> List[Path]:
+    """Train every selected run that has no result yet; returns the result files written.
+
+    Everything is checked before the first run starts: names, recipe, data, existing results and checkpoints.
+    """
+    machine = {k: v for k, v in (machine or {}).items() if v is not None}
+    recipe, runs = plan(study, variants, seeds)
+    first = train_args(study, runs[0][0], runs[0][1], machine)
+    check_args(first, [first.train_split, first.val_split])  # data present, sizes valid: fail before any work
+    if (first.device or '').startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f'the recipe asks for device {first.device}, but CUDA is not available here: pass '
+                         '--device cpu (the device is not part of the recipe)')
+    todo = [(v, s, state) for v, s, state in runs if state != 'done']
+    print(f'study {study.name}: {len(runs)} run(s) selected: {len(runs) - len(todo)} done, '
+          f'{sum(st == "resume" for *_, st in todo)} to resume, {sum(st == "new" for *_, st in todo)} to train; '
+          f'results in {study.results}', flush=True)
+    written = []
+    for i, (variant, seed, state) in enumerate(todo, 1):
+        verb = ('would ' if dry_run else '') + ('resume' if state == 'resume' else 'train')
+        print(f'study {study.name} [{i}/{len(todo)}]: {verb} {variant} seed {seed} in '
+              f'{study.run_dir(variant, seed)}', flush=True)
+        if not dry_run:
+            written.append(run_one(study, variant, seed, machine, state == 'resume'))
+            print(f'study {study.name}: wrote {written[-1]}', flush=True)
+    return written
