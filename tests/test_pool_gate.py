@@ -42,3 +42,19 @@ def test_channel_gate_gradcheck_and_mixed_dtypes():
     channel_gate(xb, gf).sum().backward()
     assert xb.grad.dtype == torch.bfloat16 and gf.grad.dtype == torch.float32
     torch.testing.assert_close(gf.grad, xb.detach().float().sum((2, 3), keepdim=True), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_channel_gate_with_shortcut_equals_product_plus_add(memory_format):
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    g = torch.rand(2, 4, 1, 1, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(2, 4, 5, 5, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    refs = [t.detach().clone().requires_grad_() for t in (x, g, s)]
+    out, out_ref = channel_gate(x, g, s), refs[2] + refs[0] * refs[1]
+    torch.testing.assert_close(out, out_ref)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_ref.backward(grad)
+    for t, r in zip((x, g, s), refs):
+        torch.testing.assert_close(t.grad, r.grad)
+    assert torch.autograd.gradcheck(channel_gate, (x.detach().requires_grad_(), g, s.detach().requires_grad_()))

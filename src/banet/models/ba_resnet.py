@@ -27,6 +27,15 @@ def _no_extra_attn(attn_layer: Optional[Type[nn.Module]]) -> None:
         raise ValueError('BA blocks bring their own attention (the bridge): leave attn_layer=None')
 
 
+def _gate_and_add(block: nn.Module, x: torch.Tensor, gate: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """A BA block's ``shortcut + drop_path(x * gate)``, in one pass when the block has no drop-path."""
+    if block.downsample is not None:
+        shortcut = block.downsample(shortcut)
+    if block.drop_path is None:
+        return channel_gate(x, gate, shortcut)
+    return block.drop_path(channel_gate(x, gate)) + shortcut
+
+
 class BABasicBlock(BasicBlock):
     """timm's BasicBlock with a bridge over both convolutions gating the bn2 output.
 
@@ -70,13 +79,8 @@ class BABasicBlock(BasicBlock):
         x = self.act1(self.drop_block(self.bn1(self.conv1(x))))
         s1 = bridge_pool(x)
         x = self.bn2(self.conv2(self.aa(x)))
-        x = channel_gate(x, self.ba([s1, bridge_pool(x)]))
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut
-        return self.act2(x)
+        gate = self.ba([s1, bridge_pool(x)])
+        return self.act2(_gate_and_add(self, x, gate, shortcut))
 
 
 class BABottleneck(Bottleneck):
@@ -124,13 +128,8 @@ class BABottleneck(Bottleneck):
         x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
         s2 = bridge_pool(x)
         x = self.bn3(self.conv3(self.aa(x)))
-        x = channel_gate(x, self.ba([s1, s2, bridge_pool(x)]))
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut
-        return self.act3(x)
+        gate = self.ba([s1, s2, bridge_pool(x)])
+        return self.act3(_gate_and_add(self, x, gate, shortcut))
 
 
 def create_ba_resnet(variant: str, pretrained: bool = False, version: str = 'v2', **kwargs: Any) -> BanetResNet:
