@@ -14,7 +14,7 @@ from timm.models._efficientnet_blocks import InvertedResidual
 from timm.models.regnet import Bottleneck as RegNetBottleneck
 from torch import nn
 
-import banet  # noqa: F401  (registers the models)
+import banet
 from banet import BridgeAttention
 from banet.models import BAConvNeXtBlock, BAInvertedResidual, BARegNetBottleneck, BASwinTransformerBlock
 
@@ -311,3 +311,14 @@ def test_profile_lists_every_banet_model():
     from banet.models import MODEL_MODULES
     registered = {n for n in timm.list_models() if timm.models.model_entrypoint(n).__module__.startswith('banet.')}
     assert set(timm.list_models(module=list(MODEL_MODULES))) == registered and set(MODELS) <= registered
+
+
+@pytest.mark.parametrize('name', ['ba_mobilenetv3_small_100', 'ba_swin_tiny_patch4_window7_224'])
+def test_fuse_keeps_outputs(name):
+    model = _small(name).eval()
+    x = _input()
+    with torch.no_grad():
+        expected = model(x)
+        banet.fuse(model)  # MobileNetV3 has no plain conv-BN pair: only the bridges fold
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+    assert not any(isinstance(m, BridgeAttention) for m in model.modules())
