@@ -7,7 +7,7 @@ from torch import nn
 import banet
 from banet import BABasicBlock, BABottleneck, BridgeAttention
 
-MODELS = sorted(n for n in timm.list_models() if timm.models.model_entrypoint(n).__module__.startswith('banet.'))
+MODELS = sorted(timm.list_models(module=['ba_resnet', 'cifar_resnet']))  # other families: test_models_beyond.py
 IMAGENET = [n for n in MODELS if not n.endswith('_cifar')]
 CIFAR = [n for n in MODELS if n.endswith('_cifar')]
 # the cheap representatives used where running every model adds nothing

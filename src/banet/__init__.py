@@ -6,10 +6,11 @@ from .convert import convert_official, detect_layout
 from .fusion import fuse
 from .layers import BridgeAttention, FrozenBatchNorm1d, FusedBridgeAttention, freeze_norms
 from .models import BABasicBlock, BABottleneck, BanetResNet, CifarResNet
+from .retrofit import add_bridge_attention
 
 __version__ = '0.1.0'
 
 __all__ = [
     'BridgeAttention', 'FusedBridgeAttention', 'FrozenBatchNorm1d', 'freeze_norms', 'fuse', 'BABasicBlock', 'BABottleneck', 'BanetResNet',
-    'CifarResNet', 'convert_official', 'detect_layout', '__version__',
+    'CifarResNet', 'add_bridge_attention', 'convert_official', 'detect_layout', '__version__',
 ]

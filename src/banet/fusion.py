@@ -38,7 +38,9 @@ def fuse(model: nn.Module) -> nn.Module:
     floating-point rounding. Works the same on models without bridges (timm's ``resnet50``), for fair comparisons.
     """
     model.eval()
-    fuse_modules(model, conv_bn_pairs(model), inplace=True)
+    pairs = conv_bn_pairs(model)
+    if pairs:  # torch's fuse_modules fails on an empty list (e.g. timm's MobileNets: their norms are BatchNormAct2d)
+        fuse_modules(model, pairs, inplace=True)
     for name, module in list(model.named_modules()):
         if isinstance(module, BridgeAttention):
             model.set_submodule(name, module.fuse())

@@ -4,6 +4,7 @@ import json
 
 import timm
 
+from ..models import MODEL_MODULES
 from ..profile import profile_model, profile_table
 
 
@@ -20,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = args.models or timm.list_models(module=['ba_resnet', 'cifar_resnet'])
+    names = args.models or timm.list_models(module=list(MODEL_MODULES))
     unknown = [n for n in names if not timm.is_model(n)]
     if unknown:
         raise ValueError(f'unknown model(s) {unknown}: see timm.list_models()')

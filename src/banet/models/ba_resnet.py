@@ -6,8 +6,9 @@ BAv2: "BA-Net: Bridge Attention in Deep Neural Networks" (arXiv:2410.07860).
 ``BABasicBlock`` and ``BABottleneck`` keep the constructor signature of timm's ``BasicBlock``/``Bottleneck`` (plus
 ``ba_version`` and ``ba_reduction``), so timm's ``ResNet`` builds them with every stem, cardinality, dilation,
 drop-path and feature option it has. Models default to ``zero_init_last=False``, as the official code initialises.
+``from_block`` turns an existing timm block (e.g. of a pretrained ResNet) into the BA block in place.
 """
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, List, Optional, Type
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.resnet import BasicBlock, Bottleneck
 
 from ..layers import BridgeAttention, bridge_pool, channel_gate
+from ._convert import become, device_dtype
 from ._resnet import BanetResNet
 
 __all__ = ['BABasicBlock', 'BABottleneck', 'create_ba_resnet']
@@ -34,6 +36,22 @@ def _gate_and_add(block: nn.Module, x: torch.Tensor, gate: torch.Tensor, shortcu
     if block.drop_path is None:
         return channel_gate(x, gate, shortcut)
     return block.drop_path(channel_gate(x, gate)) + shortcut
+
+
+def _check_plain(block: nn.Module, block_type: Type[nn.Module]) -> None:
+    if type(block) is not block_type:
+        raise TypeError(f'expected timm\'s {block_type.__name__}, got {type(block).__name__}')
+    if block.se is not None:
+        raise ValueError(
+            f'this {block_type.__name__} already has an attention module ({type(block.se).__name__}); the bridge '
+            'would silently replace it: start from a ResNet without attn_layer')
+
+
+def _bridge(
+        block: nn.Module, widths: List[int], version: str, reduction: int, act_layer: Type[nn.Module],
+) -> BridgeAttention:
+    return BridgeAttention(
+        widths, widths[-1], version=version, reduction=reduction, act_layer=act_layer, **device_dtype(block))
 
 
 class BABasicBlock(BasicBlock):
@@ -69,10 +87,16 @@ class BABasicBlock(BasicBlock):
         super().__init__(
             inplanes, planes, stride, downsample, cardinality, base_width, reduce_first, dilation, first_dilation,
             act_layer, norm_layer, None, aa_layer, drop_block, drop_path, device=device, dtype=dtype)
-        width = self.bn2.num_features
-        self.ba = BridgeAttention(
-            [self.bn1.num_features, width], width, version=ba_version, reduction=ba_reduction,
-            act_layer=act_layer, device=device, dtype=dtype)
+        widths = [self.bn1.num_features, self.bn2.num_features]
+        self.ba = _bridge(self, widths, ba_version, ba_reduction, act_layer)
+
+    @classmethod
+    def from_block(cls, block: BasicBlock, version: str = 'v2', reduction: int = 16) -> 'BABasicBlock':
+        """Turn timm's ``BasicBlock`` into this class in place: same object, sub-modules and weights, plus a new
+        bridge with PyTorch's default initialisation (as the official code)."""
+        _check_plain(block, BasicBlock)
+        widths = [block.bn1.num_features, block.bn2.num_features]
+        return become(block, cls, _bridge(block, widths, version, reduction, type(block.act1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -116,10 +140,16 @@ class BABottleneck(Bottleneck):
         super().__init__(
             inplanes, planes, stride, downsample, cardinality, base_width, reduce_first, dilation, first_dilation,
             act_layer, norm_layer, None, aa_layer, drop_block, drop_path, device=device, dtype=dtype)
-        out = self.bn3.num_features
-        self.ba = BridgeAttention(
-            [self.bn1.num_features, self.bn2.num_features, out], out, version=ba_version, reduction=ba_reduction,
-            act_layer=act_layer, device=device, dtype=dtype)
+        widths = [self.bn1.num_features, self.bn2.num_features, self.bn3.num_features]
+        self.ba = _bridge(self, widths, ba_version, ba_reduction, act_layer)
+
+    @classmethod
+    def from_block(cls, block: Bottleneck, version: str = 'v2', reduction: int = 16) -> 'BABottleneck':
+        """Turn timm's ``Bottleneck`` into this class in place: same object, sub-modules and weights, plus a new
+        bridge with PyTorch's default initialisation (as the official code)."""
+        _check_plain(block, Bottleneck)
+        widths = [block.bn1.num_features, block.bn2.num_features, block.bn3.num_features]
+        return become(block, cls, _bridge(block, widths, version, reduction, type(block.act1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
