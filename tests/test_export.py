@@ -1,4 +1,5 @@
 """banet export: ONNX (checked with ONNX Runtime) and TorchScript, parity with PyTorch, atomic output, errors."""
+import copy
 import json
 import warnings
 
@@ -48,23 +49,30 @@ def test_onnx_export_matches_pytorch_with_a_dynamic_batch(saved, tmp_path, capsy
     assert len(images) == 4
 
 
-def test_torchscript_export_loads_back_and_matches(saved, tmp_path):
+@pytest.fixture(scope='module')
+def torchscript(saved, tmp_path_factory):
+    """(model, its checked TorchScript export, the export's report)."""
     model = banet.load_pretrained(saved)
-    report = export_model(model, tmp_path / 'model.pt', 'torchscript')
+    path = tmp_path_factory.mktemp('ts') / 'model.pt'
+    return model, path, export_model(model, path, 'torchscript')
+
+
+def test_torchscript_export_loads_back_and_matches(torchscript):
+    model, path, report = torchscript
     assert report['fused'] and set(report['max_abs_diff']) == {'random', 'image-like'}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', FutureWarning)
-        loaded = torch.jit.load(str(tmp_path / 'model.pt'))
+        loaded = torch.jit.load(str(path))
     x = torch.randn(7, 1, 16, 16)
     with torch.no_grad():
         assert (loaded(x) - model(x)).abs().max() <= 1e-4
     assert not any(isinstance(m, banet.FusedBridgeAttention) for m in model.modules())  # the input is untouched
 
 
-def test_a_mismatch_is_caught_and_reported(saved, tmp_path):
-    model = banet.load_pretrained(saved)
-    export_model(model, tmp_path / 'model.pt', 'torchscript')
-    run = torchscript_runner(tmp_path / 'model.pt')
+def test_a_mismatch_is_caught_and_reported(torchscript):
+    model, path, _ = torchscript
+    model = copy.deepcopy(model)
+    run = torchscript_runner(path)
     inputs = check_inputs(model)
     assert max(compare_outputs(model, run, inputs, 1e-4).values()) <= 1e-4
     with torch.no_grad():

@@ -69,7 +69,7 @@ def test_training_checkpoint_loads_through_timm_local_dir(tmp_path):
     data = make_image_folder(tmp_path / 'imgs', per_class=4, size=16)
     assert main(['train', '--model', 'ba_resnet20_cifar', '--data-dir', str(data), '--img-size', '16', '-b', '4',
                  '--epochs', '1', '--output', str(tmp_path), '--experiment', 'run', '--threads', '1',
-                 '--no-progress', '--workers', '0']) == 0
+                 '--no-progress', '--workers', '0', '--model-ema']) == 0
     best = tmp_path / 'run' / 'best'
     cfg = json.loads((best / 'config.json').read_text())
     assert cfg['label_names'] == ['class0', 'class1', 'class2'] and cfg['epoch'] == 1
@@ -81,6 +81,9 @@ def test_training_checkpoint_loads_through_timm_local_dir(tmp_path):
         assert torch.equal(via_timm(x), manual(x))
         assert torch.equal(banet.load_pretrained(tmp_path / 'run')(x), manual(x))  # a run folder: best/
     assert via_timm.pretrained_cfg['label_names'] == cfg['label_names']
+    manual.load_state_dict(load_state_dict_file(best / 'model_ema.safetensors'))
+    with torch.no_grad():
+        assert torch.equal(banet.load_pretrained(best, use_ema=True)(x), manual(x))
 
 
 def test_fashion_mnist_spec_names_its_classes(tmp_path):
@@ -94,6 +97,8 @@ def test_model_config_refuses_what_cannot_be_rebuilt():
     model = tiny_model()
     with pytest.raises(ValueError, match='3 label names for a model with 4 classes'):
         model_config(model, DATA_CONFIG, ['a', 'b', 'c'])
+    with pytest.raises(ValueError, match='3-channel input to a model that takes 1 channels'):
+        model_config(model, {**DATA_CONFIG, 'input_size': (3, 16, 16)})
     from timm.models.resnet import ResNet
     with pytest.raises(ValueError, match='timm.create_model'):
         model_config(ResNet(block=banet.BABasicBlock, layers=(1, 1, 1, 1)))
@@ -104,6 +109,8 @@ def test_model_config_refuses_what_cannot_be_rebuilt():
 def test_missing_files_are_named(tmp_path, saved):
     with pytest.raises(FileNotFoundError, match='no such checkpoint folder'):
         banet.load_pretrained(tmp_path / 'nowhere')
+    with pytest.raises(FileNotFoundError, match='no model_ema.safetensors .was the run trained with --model-ema'):
+        banet.load_pretrained(saved, use_ema=True)
     (saved / 'model.safetensors').unlink()
     with pytest.raises(FileNotFoundError, match='has config.json but no model.safetensors'):
         banet.load_pretrained(saved)

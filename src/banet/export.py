@@ -104,11 +104,15 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: str, opset: int, 
         raise RuntimeError(f'ONNX export needs onnx, onnxscript and onnxruntime ({e}): '
                            'pip install "banet[export]"') from e
     batch = torch.export.Dim('batch', min=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        program = torch.onnx.export(
-            model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False)
+    except Exception as e:  # torch.export and the ONNX translation raise many error types
+        raise RuntimeError(f'the ONNX export failed ({type(e).__name__}: {e}); try --no-fuse, or --format '
+                           'torchscript') from e
     program.save(path)
     proto = onnx.load(path)
     onnx.helper.set_model_props(proto, meta)
@@ -117,9 +121,15 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: str, opset: int, 
 
 
 def _write_torchscript(model: nn.Module, example: torch.Tensor, path: str, meta: Dict[str, str]) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # deprecation notices; the tracer's note on the constant channel check
+            traced = torch.jit.trace(model, example)
+    except Exception as e:
+        raise RuntimeError(f'tracing the model failed ({type(e).__name__}: {e}); try --no-fuse, or --format '
+                           'onnx') from e
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # deprecation notices and the tracer's note on the constant channel check
-        traced = torch.jit.trace(model, example)
+        warnings.simplefilter('ignore', FutureWarning)
         torch.jit.save(traced, path, _extra_files=meta)
 
 

@@ -93,11 +93,13 @@ def model_config(
     if tuple(data['input_size'][1:]) != tuple(source.get('input_size', (0, 0, 0))[1:]):
         pretrained_cfg.pop('pool_size', None)  # the final feature map size changes with the input size
     pretrained_cfg.update({k: _jsonable(v) for k, v in data.items() if v is not None})
-    in_chans = pretrained_cfg['input_size'][0]
+    in_chans = input_channels(model)
+    if pretrained_cfg['input_size'][0] != in_chans:
+        raise ValueError(f'the data config gives {pretrained_cfg["input_size"][0]}-channel input to a model that '
+                         f'takes {in_chans} channels')
     pretrained_cfg.update(num_classes=num_classes, custom_load=False)
-    # construction arguments timm recorded (drop rates are training-only); banet's keyword arguments are plain
-    model_args = {k: v for k, v in getattr(model, '_model_args', {}).items()
-                  if 'drop' not in k and k not in ('pretrained_cfg', 'pretrained_cfg_overlay', 'cache_dir')}
+    # the construction arguments timm's create_model recorded, less the drop rates (they only matter in training)
+    model_args = {k: v for k, v in getattr(model, '_model_args', {}).items() if 'drop' not in k}
     model_args.update(num_classes=num_classes, in_chans=in_chans)
     for key, value in model_args.items():
         try:

@@ -8,8 +8,8 @@ from torch import nn
 from ..hub import create_or_load
 
 
-def add_model_args(p: argparse.ArgumentParser, model_required: bool = False) -> None:
-    p.add_argument('--model', required=model_required, default=None,
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--model', default=None,
                    help='a checkpoint folder (banet.save_pretrained or a banet train run folder: best/ is used) '
                         'or a registered model name (random weights unless --checkpoint is given)')
     p.add_argument('--checkpoint', default=None,

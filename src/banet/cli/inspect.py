@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     'gates.png (gate statistics by depth), alpha.png (alpha per stage; BAv2 only) and gradcam.png '
                     '(Grad-CAM of the predicted class over each image).')
     p.add_argument('inputs', nargs='+', metavar='IMAGE|FOLDER', help='image files and/or folders')
-    add_model_args(p, model_required=True)
+    add_model_args(p)
     p.add_argument('--output-dir', default='inspect', help='folder for the JSON and PNG files (default ./inspect)')
     p.add_argument('--max-images', type=int, default=8, help='use at most this many images (default 8)')
     p.add_argument('--layer', default=None,
@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_images < 1:
+        raise ValueError(f'--max-images must be >= 1, got {args.max_images}')
     model = model_from_args(args)
     files = collect_files(args.inputs)
     read, tensors, skipped = load_images(files, model)

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     'the model\'s config names (size, crop, mean/std; grayscale for 1-channel models) and the class '
                     'names its checkpoint carries. Files that are not readable images are reported and skipped.')
     p.add_argument('inputs', nargs='+', metavar='IMAGE|FOLDER', help='image files and/or folders')
-    add_model_args(p, model_required=True)
+    add_model_args(p)
     p.add_argument('--top-k', type=int, default=5, help='classes per image (default 5)')
     p.add_argument('-b', '--batch-size', type=int, default=32, help='images per forward pass (default 32)')
     p.add_argument('--format', choices=('table', 'json'), default='table', help='output format (default table)')
