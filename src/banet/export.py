@@ -10,7 +10,6 @@ import copy
 import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np

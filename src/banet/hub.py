@@ -12,7 +12,7 @@ it can be broken (missing or corrupt file, unknown model, pickle weights, weight
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence
 
 import timm
 from timm.data import resolve_data_config
