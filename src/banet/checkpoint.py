@@ -13,6 +13,12 @@ __all__ = ['atomic_write', 'load_state_dict_file', 'save_json_file', 'save_state
 PathLike = Union[str, os.PathLike]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -24,6 +30,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600); give it a normal file's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

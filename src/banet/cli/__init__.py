@@ -3,14 +3,14 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import benchmark, convert, profile, study, train, validate
+from . import benchmark, convert, export, inspect, predict, profile, study, train, validate
 
-COMMANDS = [train, validate, convert, profile, benchmark, study]
+COMMANDS = [train, validate, convert, profile, benchmark, study, export, predict, inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='banet', description='Bridge attention (BA-Net) models for timm: convert, train, validate and more.')
+        prog='banet', description='Bridge attention (BA-Net) models for timm: train, validate, convert, export, predict and more.')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for command in COMMANDS:
         command.add_parser(sub)

@@ -32,10 +32,11 @@ _FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-ima
 
 @dataclass
 class DataSpec:
-    """What the model needs to know about a dataset: classes, channels and native size (None: any)."""
+    """What the model needs to know about a dataset: classes, channels, native size (None: any), class names."""
     num_classes: int
     in_chans: int
     img_size: Optional[int]
+    class_names: Optional[Tuple[str, ...]] = None
 
 
 def _folder_split(args: Any, split: str) -> Path:
@@ -55,7 +56,8 @@ def dataset_spec(args: Any, splits: List[str]) -> DataSpec:
             _fashion_mnist_root(args.data_dir, args.download, probe=True)
         elif not args.download:
             _cifar(args, train=False)  # raises a clear error if absent
-        return DataSpec(*IN_MEMORY[args.dataset])
+        names = tuple(datasets.FashionMNIST.classes) if args.dataset == 'fashion_mnist' else None
+        return DataSpec(*IN_MEMORY[args.dataset], class_names=names)
     if args.dataset != 'folder':
         raise ValueError(f'unknown dataset {args.dataset!r}: use folder, fashion_mnist, cifar10 or cifar100')
     classes = None
@@ -66,7 +68,7 @@ def dataset_spec(args: Any, splits: List[str]) -> DataSpec:
         if classes is not None and found != classes:
             raise ValueError(f'the class folders of {splits[0]}/ and {split}/ differ')
         classes = found
-    return DataSpec(len(classes), 3, None)
+    return DataSpec(len(classes), 3, None, tuple(classes))
 
 
 def _has_idx(folder: Path, suffix: str) -> bool:

@@ -1,7 +1,8 @@
 """A run's checkpoint folders (``last/``, ``best/``) and the random-number states that make a resume exact.
 
-Each folder holds ``model.safetensors`` (+ ``model_ema.safetensors``), a ``config.json`` that rebuilds the model
-with timm alone (``timm.create_model(cfg['architecture'], num_classes=..., in_chans=...)``), and in ``last/`` a
+Each folder holds ``model.safetensors`` (+ ``model_ema.safetensors``), a ``config.json`` written by
+:func:`banet.hub.model_config` (so ``timm.create_model('local-dir:FOLDER', pretrained=True)`` rebuilds and loads the
+model after ``import banet``), and in ``last/`` a
 ``train_state.pt`` (optimiser, scheduler, scaler, RNG states, epoch) that loads with ``weights_only=True``.
 Every file is written atomically; the weights carry their epoch in the safetensors header so that a resume can
 check that they match the training state.
@@ -17,12 +18,12 @@ from safetensors import safe_open
 from torch import nn
 
 from ..checkpoint import load_state_dict_file, save_json_file, save_state_dict_file, save_torch_file
+from ..hub import CONFIG, EMA_WEIGHTS, WEIGHTS
 
-__all__ = ['get_rng_state', 'set_rng_state', 'model_config', 'save_checkpoint', 'copy_checkpoint',
-           'load_train_state', 'resolve_weights']
+__all__ = ['get_rng_state', 'set_rng_state', 'save_checkpoint', 'copy_checkpoint', 'load_train_state',
+           'resolve_weights']
 
-WEIGHTS, EMA_WEIGHTS, CONFIG, TRAIN_STATE = 'model.safetensors', 'model_ema.safetensors', 'config.json', \
-    'train_state.pt'
+TRAIN_STATE = 'train_state.pt'
 
 
 def get_rng_state(generators: Dict[str, torch.Generator]) -> Dict[str, Any]:
@@ -50,17 +51,6 @@ def set_rng_state(state: Dict[str, Any], generators: Dict[str, torch.Generator])
         torch.cuda.set_rng_state_all(state['cuda'])
     for k, g in generators.items():
         g.set_state(state['generators'][k])
-
-
-def model_config(model_name: str, model: nn.Module, data_config: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
-    """config.json: enough to rebuild the model with timm and to feed it (timm's Hub config layout)."""
-    return {
-        'architecture': model_name,
-        'num_classes': model.num_classes,
-        'in_chans': data_config['input_size'][0],
-        'pretrained_cfg': {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
-        **extra,
-    }
 
 
 def save_checkpoint(

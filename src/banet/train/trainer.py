@@ -19,13 +19,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from ..checkpoint import atomic_write, load_state_dict_file
+from ..hub import model_config
 from .config import resolved_config
 from .data import DataSpec, build_loader, dataset_spec
 from .distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
 from .engine import StepConfig, evaluate, train_one_epoch
 from .metrics import MetricsLog, plot_metrics
-from .state import (EMA_WEIGHTS, WEIGHTS, copy_checkpoint, get_rng_state, load_train_state, model_config,
-                    save_checkpoint, set_rng_state)
+from .state import (EMA_WEIGHTS, WEIGHTS, copy_checkpoint, get_rng_state, load_train_state, save_checkpoint,
+                    set_rng_state)
 
 __all__ = ['autocast_for', 'check_args', 'data_config_for', 'train']
 
@@ -147,6 +148,7 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
     num_classes = args.num_classes or spec.num_classes
     if num_classes < spec.num_classes:
         raise ValueError(f'--num-classes {num_classes} is below the {spec.num_classes} classes of the dataset')
+    names = spec.class_names if num_classes == spec.num_classes else None  # saved in config.json
     model = timm.create_model(
         args.model, pretrained=args.pretrained, num_classes=num_classes, in_chans=args.in_chans or spec.in_chans,
         drop_rate=args.drop, **({'drop_path_rate': args.drop_path} if args.drop_path is not None else {}))
@@ -230,7 +232,7 @@ def _train(args: Any, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
             torch.distributed.all_gather_object(gathered, rng[0])
             rng = gathered
         if info.primary:
-            config = model_config(args.model, model, data_config, epoch=epoch + 1,
+            config = model_config(model, data_config, names, epoch=epoch + 1,
                                   metrics={k: v for k, v in row.items()
                                            if k.startswith(('val', 'ema')) and not math.isnan(v)})
             save_checkpoint(run_dir / 'last', model, config, ema.module if ema else None, {
