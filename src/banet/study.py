@@ -23,7 +23,7 @@ from . import models  # noqa: F401  (registers the banet models in timm)
 from .benchmark import machine_info
 from .checkpoint import save_json_file
 from .profile import profile_model
-from .train.config import add_train_args, check_config_keys, resolved_config
+from .train.config import add_train_args, check_config_keys, read_yaml_mapping, resolved_config
 from .train.metrics import MetricsLog
 from .train.state import load_train_state
 from .train.trainer import check_args, train
@@ -78,15 +78,8 @@ def _names(value: Any, what: str, where: str) -> List[str]:
 def load_study(path: str, output: Optional[str] = None, results: Optional[str] = None) -> Study:
     """Read and check a study config (every check that needs no data); ``output``/``results`` override it."""
     file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f'study config {path} does not exist')
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f'study config {path} is not valid YAML: {e}') from e
+    raw = read_yaml_mapping(path, 'study config', f'with keys {", ".join(STUDY_KEYS)}')
     where = f'study config {path}'
-    if not isinstance(raw, dict):
-        raise ValueError(f'{where} must hold a mapping with keys {", ".join(STUDY_KEYS)}')
     unknown = sorted(set(raw) - set(STUDY_KEYS))
     if unknown:
         raise ValueError(f'{where}: unknown key(s) {unknown}; the keys are {", ".join(STUDY_KEYS)} (training '

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 __all__ = ['DATASETS', 'ConfigArgumentParser', 'add_data_args', 'add_train_args', 'add_validate_args',
-           'check_config_keys', 'load_config_file', 'resolved_config']
+           'check_config_keys', 'load_config_file', 'read_yaml_mapping', 'resolved_config']
 
 DATASETS = ('folder', 'fashion_mnist', 'cifar10', 'cifar100')
 # dests that describe the invocation, not the run
@@ -163,17 +163,23 @@ class ConfigArgumentParser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
-def load_config_file(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
-    """Read a YAML mapping of option values and check every key against ``parser``'s options."""
+def read_yaml_mapping(path: str, what: str, expected: str) -> Dict[str, Any]:
+    """The mapping in YAML file ``path``, or one clear error naming ``what`` the file is and what it should hold."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f'config file {path} does not exist')
+        raise FileNotFoundError(f'{what} {path} does not exist')
     try:
         values = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f'config file {path} is not valid YAML: {e}') from e
+        raise ValueError(f'{what} {path} is not valid YAML: {e}') from e
     if not isinstance(values, dict):
-        raise ValueError(f'config file {path} must hold a mapping of option: value')
+        raise ValueError(f'{what} {path} must hold a mapping {expected}')
+    return values
+
+
+def load_config_file(path: str, parser: argparse.ArgumentParser) -> Dict[str, Any]:
+    """Read a YAML mapping of option values and check every key against ``parser``'s options."""
+    values = read_yaml_mapping(path, 'config file', 'of option: value')
     return check_config_keys(values, parser, f'config file {path}')
 
 
