@@ -36,5 +36,10 @@ class _ChannelGate(torch.autograd.Function):
 
 @register_notrace_function
 def channel_gate(x: torch.Tensor, gate: torch.Tensor, shortcut: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``x * gate`` (x: (B, C, H, W), gate: (B, C, 1, 1)), or ``shortcut + x * gate`` when a shortcut is given."""
+    """``x * gate`` (x: (B, C, H, W), gate: (B, C, 1, 1)), or ``shortcut + x * gate`` when a shortcut is given.
+
+    Without gradients to compute (inference) or while TorchScript traces, plain tensor ops do the same.
+    """
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad)):
+        return x * gate if shortcut is None else torch.addcmul(shortcut, x, gate)
     return _ChannelGate.apply(x, gate, shortcut)
