@@ -13,7 +13,7 @@ from torchvision.models import resnet as tv
 
 from timm.models import resnet as tm
 
-from .layers import BridgeAttention
+from .layers import BridgeAttention, bridge_pool, channel_gate
 from .models import BABasicBlock, BABottleneck
 from .models._convert import become, device_dtype
 
@@ -37,10 +37,9 @@ class TVBABasicBlock(tv.BasicBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         x = self.relu(self.bn1(self.conv1(x)))
-        s1 = x.mean((2, 3))
+        s1 = bridge_pool(x)
         x = self.bn2(self.conv2(x))
-        x = x * self.ba([s1, x.mean((2, 3))])
-        return self.relu(x + shortcut)
+        return self.relu(channel_gate(x, self.ba([s1, bridge_pool(x)]), shortcut))
 
 
 class TVBABottleneck(tv.Bottleneck):
@@ -57,12 +56,11 @@ class TVBABottleneck(tv.Bottleneck):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         x = self.relu(self.bn1(self.conv1(x)))
-        s1 = x.mean((2, 3))
+        s1 = bridge_pool(x)
         x = self.relu(self.bn2(self.conv2(x)))
-        s2 = x.mean((2, 3))
+        s2 = bridge_pool(x)
         x = self.bn3(self.conv3(x))
-        x = x * self.ba([s1, s2, x.mean((2, 3))])
-        return self.relu(x + shortcut)
+        return self.relu(channel_gate(x, self.ba([s1, s2, bridge_pool(x)]), shortcut))
 
 
 _CONVERTERS = {

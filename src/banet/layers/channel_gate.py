@@ -9,6 +9,7 @@ and an add. Same values, fewer passes over the largest tensor of a block.
 from typing import Optional
 
 import torch
+import torch.fx
 
 from timm.layers._fx import register_notrace_function
 
@@ -34,12 +35,19 @@ class _ChannelGate(torch.autograd.Function):
         return grad_x, grad_gate, grad if ctx.needs_input_grad[2] else None
 
 
+def _gate(x: torch.Tensor, gate: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad)):
+        return x * gate if shortcut is None else torch.addcmul(shortcut, x, gate)
+    return _ChannelGate.apply(x, gate, shortcut)
+
+
+torch.fx.wrap('_gate')  # one call node under torch.fx.symbolic_trace (its branches test tensor attributes)
+
+
 @register_notrace_function
 def channel_gate(x: torch.Tensor, gate: torch.Tensor, shortcut: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``x * gate`` (x: (B, C, H, W), gate: (B, C, 1, 1)), or ``shortcut + x * gate`` when a shortcut is given.
 
     Without gradients to compute (inference) or while TorchScript traces, plain tensor ops do the same.
     """
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad)):
-        return x * gate if shortcut is None else torch.addcmul(shortcut, x, gate)
-    return _ChannelGate.apply(x, gate, shortcut)
+    return _gate(x, gate, shortcut)
