@@ -42,3 +42,20 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 6, size: in
             for i, img in enumerate(_images(np.full(per_class, c), rng, size, 3)):
                 Image.fromarray(img.transpose(1, 2, 0).astype(np.uint8)).save(folder / f'{i}.png')
     return root
+
+
+class Crash(Exception):
+    """The failure :func:`crash_in_epoch` injects."""
+
+
+def crash_in_epoch(monkeypatch, epoch: int = 2):
+    """Make banet's training loop raise :class:`Crash` when it starts ``epoch``; returns the real epoch function."""
+    from banet.train import trainer
+    real = trainer.train_one_epoch
+
+    def crashing(n, *args, **kwargs):
+        if n == epoch:
+            raise Crash()
+        return real(n, *args, **kwargs)
+    monkeypatch.setattr(trainer, 'train_one_epoch', crashing)
+    return real

@@ -14,7 +14,7 @@ from banet.study import load_study, recipe_of, study_recipe
 from banet.study_report import BEGIN, END, write_report
 from banet.train import trainer
 
-from _train_data import make_fashion_mnist
+from _train_data import Crash, crash_in_epoch, make_fashion_mnist
 
 RECIPE = {'dataset': 'fashion_mnist', 'batch_size': 16, 'epochs': 2, 'lr': 0.05, 'warmup_epochs': 0,
           'threads': 1, 'no_progress': True}
@@ -108,21 +108,11 @@ def test_study_trains_skips_and_reports(fmnist, tmp_path, monkeypatch, capsys):
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / 'results').iterdir()}
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_interrupted_runs_resume_or_restart(fmnist, tmp_path, monkeypatch, capsys):
     cfg = _config(tmp_path, variants=['ba_resnet20_cifar'], seeds=[3, 4])
-    real = trainer.train_one_epoch
-
-    def crash_in_second_epoch(epoch, *a, **kw):
-        if epoch == 2:
-            raise _Crash()
-        return real(epoch, *a, **kw)
-    monkeypatch.setattr(trainer, 'train_one_epoch', crash_in_second_epoch)
+    real = crash_in_epoch(monkeypatch, 2)
     for seed in ('3', '4'):
-        with pytest.raises(_Crash):
+        with pytest.raises(Crash):
             main(['study', str(cfg), '--data-dir', str(fmnist), '--seeds', seed])
     monkeypatch.setattr(trainer, 'train_one_epoch', real)
     assert not (tmp_path / 'results').exists()

@@ -7,11 +7,7 @@ from banet.checkpoint import load_state_dict_file
 from banet.cli import main
 from banet.train import trainer
 
-from _train_data import make_fashion_mnist
-
-
-class _Crash(Exception):
-    pass
+from _train_data import Crash, crash_in_epoch, make_fashion_mnist
 
 
 def test_resume_equals_straight_run(tmp_path, monkeypatch):
@@ -24,15 +20,8 @@ def test_resume_equals_straight_run(tmp_path, monkeypatch):
             '--deterministic', '--output', str(tmp_path), '--threads', '1', '--no-progress']
     assert main([*args, '--experiment', 'straight']) == 0
 
-    real = trainer.train_one_epoch
-
-    def crash_in_second_epoch(epoch, *a, **kw):
-        if epoch == 2:
-            raise _Crash()
-        return real(epoch, *a, **kw)
-
-    monkeypatch.setattr(trainer, 'train_one_epoch', crash_in_second_epoch)
-    with pytest.raises(_Crash):
+    real = crash_in_epoch(monkeypatch, 2)
+    with pytest.raises(Crash):
         main([*args, '--experiment', 'resumed'])
     monkeypatch.setattr(trainer, 'train_one_epoch', real)
     resumed = tmp_path / 'resumed'

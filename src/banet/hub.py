@@ -22,7 +22,7 @@ from torch import nn
 from .checkpoint import PathLike, load_state_dict_file, save_json_file, save_state_dict_file
 from .layers import FusedBridgeAttention
 
-__all__ = ['CONFIG', 'WEIGHTS', 'EMA_WEIGHTS', 'model_config', 'save_pretrained', 'load_pretrained',
+__all__ = ['CONFIG', 'WEIGHTS', 'EMA_WEIGHTS', 'model_config', 'per_channel_norm', 'save_pretrained', 'load_pretrained',
            'checkpoint_folder', 'create_or_load', 'input_channels', 'label_names_of', 'model_data_config']
 
 WEIGHTS, EMA_WEIGHTS, CONFIG = 'model.safetensors', 'model_ema.safetensors', 'config.json'
@@ -50,8 +50,14 @@ def model_data_config(model: nn.Module) -> Dict[str, Any]:
     in_chans = input_channels(model)
     cfg = resolve_data_config({}, model=model)
     cfg['input_size'] = (in_chans, *cfg['input_size'][1:])
+    return per_channel_norm(cfg, in_chans)
+
+
+def per_channel_norm(cfg: Dict[str, Any], in_chans: int) -> Dict[str, Any]:
+    """Give a data config one mean/std value per input channel (a 3-channel default for a 1-channel model is
+    averaged); returns ``cfg``, changed in place."""
     for key in ('mean', 'std'):
-        if len(cfg[key]) != in_chans:  # e.g. a 3-channel default for a 1-channel model: average it
+        if len(cfg[key]) != in_chans:
             cfg[key] = (sum(cfg[key]) / len(cfg[key]),) * in_chans
     return cfg
 

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from ..checkpoint import atomic_write, load_state_dict_file
-from ..hub import model_config
+from ..hub import model_config, per_channel_norm
 from .config import resolved_config
 from .data import DataSpec, build_loader, dataset_spec
 from .distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
@@ -59,11 +59,7 @@ def data_config_for(args: Any, model: nn.Module, spec: DataSpec) -> Dict[str, An
     in_chans = args.in_chans or spec.in_chans
     overrides = dict(in_chans=in_chans, img_size=args.img_size or spec.img_size, mean=args.mean, std=args.std,
                      crop_pct=args.crop_pct, interpolation=args.interpolation)
-    cfg = resolve_data_config(overrides, model=model)
-    for key in ('mean', 'std'):  # a 3-channel default for a 1-channel input: one value per channel
-        if len(cfg[key]) != in_chans:
-            cfg[key] = (sum(cfg[key]) / len(cfg[key]),) * in_chans
-    return cfg
+    return per_channel_norm(resolve_data_config(overrides, model=model), in_chans)
 
 
 def autocast_for(args: Any, device: torch.device):
