@@ -331,7 +331,7 @@ def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
     values += [vs.mean + s * (vs.std or 0) for vs in done for s in (-1, 1)]
     margin = (max(values) - min(values)) / 2 or 1.0
     ax.set_ylim(min(values) - margin, max(values) + margin)
-    ax.set_xticks(list(x), [f'{vs.variant}\n(n={vs.n})' for vs in done], fontsize=7)
+    ax.set_xticks(list(x), [f'{vs.variant} (n={vs.n})' for vs in done], fontsize=7, rotation=20, ha='right')
     ax.set(ylabel='final test top-1 (%)',
            title=f'{study.name}: mean ± std over seeds, dots = seeds (y axis does not start at 0)')
     ax.title.set_fontsize(9)
