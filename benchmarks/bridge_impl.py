@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
 from reference_bridge import as_reference_model  # noqa: E402
 
 import banet  # noqa: E402
-from banet.benchmark import BenchConfig, build_step, machine_info, time_interleaved  # noqa: E402
+from banet.measure.benchmark import BenchConfig, build_step, machine_info, time_interleaved  # noqa: E402
 
 
 def bridges_step(bridges, batch):

@@ -59,3 +59,11 @@ def crash_in_epoch(monkeypatch, epoch: int = 2):
         return real(n, *args, **kwargs)
     monkeypatch.setattr(trainer, 'train_one_epoch', crashing)
     return real
+
+
+def train_config(*argv: str):
+    """The TrainConfig that ``banet train ARGV`` would run."""
+    from banet.cli import build_parser
+    from banet.cli._options import config_from_args
+    from banet.train import TrainConfig
+    return config_from_args(TrainConfig, build_parser().parse_args(['train', *argv]))

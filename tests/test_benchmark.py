@@ -4,7 +4,7 @@ import json
 import pytest
 import timm
 
-from banet.benchmark import BenchConfig, run_benchmark
+from banet.measure.benchmark import BenchConfig, run_benchmark
 from banet.cli import main
 
 

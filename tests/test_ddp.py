@@ -16,17 +16,16 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import banet  # noqa: F401
-from banet.cli import build_parser
 from banet.train import train
 
-from _train_data import make_fashion_mnist
+from _train_data import make_fashion_mnist, train_config
 
 
 def _args(data: Path, out: Path, name: str, *extra: str):
-    return build_parser().parse_args([
-        'train', '--model', 'ba_resnet20_cifar', '--dataset', 'fashion_mnist', '--data-dir', str(data),
+    return train_config(
+        '--model', 'ba_resnet20_cifar', '--dataset', 'fashion_mnist', '--data-dir', str(data),
         '--epochs', '1', '--lr', '0.2', '--warmup-epochs', '0', '--pad-crop', '2', '--smoothing', '0.1',
-        '--output', str(out), '--experiment', name, '--threads', '1', '--no-progress', '--device', 'cpu', *extra])
+        '--output', str(out), '--experiment', name, '--threads', '1', '--no-progress', '--device', 'cpu', *extra)
 
 
 def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import banet
-from banet import export as export_mod
+from banet.deploy import export as export_mod
 from banet.cli import main
-from banet.export import check_inputs, compare_outputs, export_model, torchscript_runner
+from banet.deploy.export import check_inputs, compare_outputs, export_model, torchscript_runner
 
 from _deploy import LABELS, save_tiny, write_images
 

@@ -9,8 +9,8 @@ from torchvision.datasets import FashionMNIST
 
 import banet
 from banet.cli import main
-from banet.checkpoint import load_state_dict_file
-from banet.hub import model_config
+from banet.io import load_state_dict_file
+from banet.io import model_config
 from banet.train.data import dataset_spec
 
 from _deploy import DATA_CONFIG, LABELS, save_tiny, tiny_model

@@ -7,7 +7,7 @@ from PIL import Image
 
 import banet
 from banet.cli import main
-from banet.explain import bridge_modules, grad_cam, heatmap, record_bridges
+from banet.deploy.explain import bridge_modules, grad_cam, heatmap, record_bridges
 
 from _deploy import save_tiny, tiny_model, write_images
 

@@ -6,7 +6,7 @@ import torch
 
 import banet
 from banet.cli import main
-from banet.predict import predict_files, predict_tensor
+from banet.deploy.predict import predict_files, predict_tensor
 
 from _deploy import DATA_CONFIG, LABELS, manual_input, save_tiny, write_images
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from banet.cli import main
-from banet.profile import profile_model
+from banet.measure.profile import profile_model
 
 
 def test_resnet50_matches_published_counts():

@@ -11,7 +11,7 @@ from torchvision.models import resnet as tv
 
 import banet
 from banet import BABasicBlock, BABottleneck, BridgeAttention, add_bridge_attention
-from banet.retrofit import TVBABasicBlock, TVBABottleneck
+from banet.models.retrofit import TVBABasicBlock, TVBABottleneck
 
 # small versions of each kind: (constructor, the BA block class its blocks become)
 KINDS = {

@@ -9,12 +9,12 @@ import torch
 import yaml
 
 import banet  # noqa: F401  (registers the models)
-from banet.checkpoint import load_state_dict_file
-from banet.cli import build_parser, main
+from banet.cli import main
+from banet.io import load_state_dict_file
 from banet.train import data as data_mod
 from banet.train import engine
 
-from _train_data import make_fashion_mnist, make_image_folder
+from _train_data import make_fashion_mnist, make_image_folder, train_config
 
 FAST = ['--threads', '1', '--no-progress', '--workers', '0']
 
@@ -84,7 +84,7 @@ def test_config_file_and_command_line_override(fmnist, tmp_path, capsys):
 def test_torchcompile_wiring(fmnist, tmp_path):
     # the 'eager' backend exercises torch.compile's tracing without generating code (inductor takes minutes)
     assert main(['train', '--model', 'resnet20_cifar', '--dataset', 'fashion_mnist', '--data-dir', str(fmnist),
-                 '-b', '32', '--epochs', '1', '--torchcompile', 'eager', '--channels-last', '--output', str(tmp_path),
+                 '-b', '32', '--epochs', '1', '--compile', '--compile-backend', 'eager', '--channels-last', '--output', str(tmp_path),
                  '--experiment', 'c', *FAST]) == 0
     weights = load_state_dict_file(tmp_path / 'c' / 'last' / 'model.safetensors')
     assert not any(k.startswith('_orig_mod') for k in weights)  # saved from the plain model
@@ -176,7 +176,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize('recipe', sorted(p for p in (REPO / 'configs').glob('*/*.yaml') if p.parent.name != 'study'),
                          ids=lambda p: p.stem)  # configs/study/: banet study configs (tests/test_study.py)
 def test_recipes_parse(recipe):
-    args = build_parser().parse_args(['train', '-c', str(recipe)])
+    args = train_config('-c', str(recipe))
     assert timm.is_model(args.model) and args.dataset in ('folder', 'fashion_mnist')
     assert args.epochs > 1 and args.lr > 0
 

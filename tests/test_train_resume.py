@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import banet  # noqa: F401
-from banet.checkpoint import load_state_dict_file
+from banet.io import load_state_dict_file
 from banet.cli import main
 from banet.train import trainer
 

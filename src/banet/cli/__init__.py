@@ -1,8 +1,10 @@
-"""The ``banet`` command: one sub-command per module in this package."""
+"""The ``banet`` command: one sub-command per module in this package, each a thin layer over the library."""
 import argparse
+import os
 import sys
 from typing import List, Optional
 
+from ..errors import BanetError
 from . import benchmark, convert, export, inspect, predict, profile, study, train, validate
 
 COMMANDS = [train, validate, convert, profile, benchmark, study, export, predict, inspect]
@@ -10,7 +12,10 @@ COMMANDS = [train, validate, convert, profile, benchmark, study, export, predict
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='banet', description='Bridge attention (BA-Net) models for timm: train, validate, convert, export, predict and more.')
+        prog='banet', description='Bridge attention (BA-Net) models for timm: train, validate, convert, export, '
+                                  'predict and more.')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the traceback of banet\'s own errors too (or set BANET_DEBUG=1)')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for command in COMMANDS:
         command.add_parser(sub)
@@ -18,13 +23,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point: parse, run the sub-command, and turn expected failures into one clear message."""
+    """Entry point: parse and run the sub-command; banet's own errors print one line and exit with status 2.
+
+    Any other exception (PyTorch's, a bug) keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f'banet {args.command}: error: {e}', file=sys.stderr)
+    except BanetError as e:
+        if args.debug or os.environ.get('BANET_DEBUG', '') not in ('', '0'):
+            raise
+        message = str(e)
+        if '\nOriginal Traceback' in message:  # raised in a DataLoader worker: PyTorch prepends the worker's stack
+            message = message.rstrip().splitlines()[-1].split(': ', 1)[-1]
+        print(f'banet {args.command}: error: {message}', file=sys.stderr)
         return 2
 
 

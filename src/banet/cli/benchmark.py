@@ -1,7 +1,7 @@
 """``banet benchmark``: interleaved, repeated speed and memory measurements."""
 import argparse
 
-from ..benchmark import BenchConfig, markdown, run_benchmark, write_report
+from ..measure.benchmark import BenchConfig, markdown, run_benchmark, write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -2,11 +2,11 @@
 import argparse
 
 import timm
-import torch
 
-from ..checkpoint import load_state_dict_file, save_state_dict_file
-from ..convert import LAYOUT_VERSION, convert_official, detect_layout, unwrap_state_dict
+from ..errors import BanetError
+from ..io import check_model_name, fit_report, load_state_dict_file, save_state_dict_file
 from ..layers import BridgeAttention
+from ..models.official import LAYOUT_VERSION, convert_official, detect_layout, unwrap_state_dict
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.out.endswith('.safetensors'):
-        raise ValueError(f'--out must end in .safetensors, got {args.out!r}')
-    if args.model not in timm.list_models():
-        raise ValueError(f'unknown model {args.model!r}: see timm.list_models("ba*")')
+        raise BanetError(f'--out must end in .safetensors, got {args.out!r}')
+    check_model_name(args.model, ': see timm.list_models("ba*")')
     sd = unwrap_state_dict(load_state_dict_file(args.src, trust_pickle=args.trust_pickle))
     layout = detect_layout(sd)
     num_classes = args.num_classes or (sd['fc.weight'].shape[0] if 'fc.weight' in sd else 1000)
@@ -35,16 +34,13 @@ def run(args: argparse.Namespace) -> int:
     want = LAYOUT_VERSION[layout]
     have = next(m.version for m in model.modules() if isinstance(m, BridgeAttention))
     if want is not None and want != have:
-        raise ValueError(
+        raise BanetError(
             f'{args.src} is a BA{want} checkpoint (layout {layout}) but {args.model} uses BA{have} bridges: '
             f'choose a {"bav1_" if want == "v1" else "ba_"}resnet* model')
     converted = convert_official(sd)
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = sorted(expected.keys() - converted.keys())
-    unexpected = sorted(converted.keys() - expected.keys())
-    wrong = [k for k in converted.keys() & expected.keys() if converted[k].shape != expected[k]]
+    missing, unexpected, wrong = fit_report(model, converted)
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise BanetError(
             f'the converted weights do not fit {args.model} (is it the right depth?): missing {missing[:3]}, '
             f'unexpected {unexpected[:3]}, wrong shape {wrong[:3]}')
     model.load_state_dict(converted, strict=True)

@@ -3,8 +3,9 @@ import argparse
 
 import torch
 
-from ..export import FORMATS, export_model
-from ..predict import collect_files, load_images
+from ..errors import BanetError
+from ..deploy.export import FORMATS, export_model
+from ..deploy.predict import collect_files, load_images
 from ._model_args import add_model_args, model_from_args
 
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         for f, why in skipped.items():
             print(f'skipped {f}: {why}')
         if not tensors:
-            raise ValueError('none of --images could be read as an image')
+            raise BanetError('none of --images could be read as an image')
         real = torch.stack(tensors)
     report = export_model(model, args.output, args.format, args.opset, not args.no_fuse, real, args.atol)
     runtime = 'ONNX Runtime' if args.format == 'onnx' else 'TorchScript'

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import save_json_file
-from ..explain import grad_cam, plot_alpha, plot_gates, plot_grad_cam, record_bridges
-from ..hub import label_names_of, model_data_config
-from ..predict import collect_files, load_images
+from ..deploy.explain import grad_cam, plot_alpha, plot_gates, plot_grad_cam, record_bridges
+from ..deploy.predict import collect_files, load_images
+from ..errors import BanetError
+from ..io import label_names_of, model_data_config, norm_tensors, save_json_file
 from ._model_args import add_model_args, model_from_args
 
 
@@ -30,14 +30,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.max_images < 1:
-        raise ValueError(f'--max-images must be >= 1, got {args.max_images}')
+        raise BanetError(f'--max-images must be >= 1, got {args.max_images}')
     model = model_from_args(args)
     files = collect_files(args.inputs)
     read, tensors, skipped = load_images(files, model)
     for f, why in skipped.items():
         print(f'skipped {f}: {why}', file=sys.stderr)
     if not tensors:
-        raise ValueError(f'no readable image among {len(files)} file(s)')
+        raise BanetError(f'no readable image among {len(files)} file(s)')
     if len(tensors) > args.max_images:
         print(f'using the first {args.max_images} of {len(tensors)} images (--max-images)', file=sys.stderr)
         read, tensors = read[:args.max_images], tensors[:args.max_images]
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     labels = [names[c] if names else str(c) for c in cam.classes.tolist()]
     out = Path(args.output_dir)
     cfg = model_data_config(model)
-    display = x * torch.tensor(cfg['std']).view(1, -1, 1, 1) + torch.tensor(cfg['mean']).view(1, -1, 1, 1)
+    mean, std = norm_tensors(cfg)
+    display = x * std + mean
     name = model.pretrained_cfg.get('architecture', '')
     paths = [save_json_file({'model': name, 'images': [str(f) for f in read], 'bridges': records,
                              'predictions': [{'file': str(f), 'label': lab, 'prob': p} for f, lab, p in

@@ -3,8 +3,9 @@ import argparse
 import json
 import sys
 
-from ..hub import label_names_of
-from ..predict import predict_files
+from ..errors import BanetError
+from ..io import label_names_of
+from ..deploy.predict import predict_files
 from ._model_args import add_model_args, model_from_args
 
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for f, why in out.skipped.items():
         print(f'skipped {f}: {why}', file=sys.stderr)
     if not out.results:
-        raise ValueError(f'no readable image among {len(out.skipped)} file(s)')
+        raise BanetError(f'no readable image among {len(out.skipped)} file(s)')
     if args.format == 'json':
         print(json.dumps({'model': model.pretrained_cfg.get('architecture'),
                           'labels': 'names' if label_names_of(model) else 'indices',

@@ -4,8 +4,9 @@ import json
 
 import timm
 
+from ..io import check_model_names
 from ..models import MODEL_MODULES
-from ..profile import profile_model, profile_table
+from ..measure.profile import profile_model, profile_table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     names = args.models or timm.list_models(module=list(MODEL_MODULES))
-    unknown = [n for n in names if not timm.is_model(n)]
-    if unknown:
-        raise ValueError(f'unknown model(s) {unknown}: see timm.list_models()')
+    check_model_names(names)
     extra = {} if args.num_classes is None else {'num_classes': args.num_classes}
     rows = [profile_model(n, args.img_size, **extra) for n in names]
     print(json.dumps(rows, indent=2) if args.format == 'json' else profile_table(rows))

@@ -1,6 +1,9 @@
 """``banet study``: several models × seeds under one recipe, resumable, then a markdown report with figures."""
 import argparse
 
+from ..errors import BanetError
+from ..study import load_study, run_study, write_report
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -21,20 +24,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                   'available)')
     g.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: the recipe\'s)')
     g.add_argument('--data-dir', default=None, metavar='DIR', help='dataset root on this machine')
-    g.add_argument('--no-progress', action='store_true', default=None, help='no progress bars')
+    g.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bars')
     g.add_argument('--output', default=None, metavar='DIR', help='run folders (default: the config\'s output)')
     g.add_argument('--results', default=None, metavar='DIR', help='result files (default: the config\'s results)')
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..study import load_study, run_study
-    from ..study_report import write_report
     if args.report and (args.no_report or args.dry_run):
-        raise ValueError('--report only writes the report: leave out --no-report and --dry-run')
+        raise BanetError('--report only writes the report: leave out --no-report and --dry-run')
     study = load_study(args.config, args.output, args.results)
     if not args.report:
-        machine = dict(device=args.device, threads=args.threads, data_dir=args.data_dir, no_progress=args.no_progress)
+        machine = dict(device=args.device, threads=args.threads, data_dir=args.data_dir, progress=args.progress)
         run_study(study, args.variants, args.seeds, machine, dry_run=args.dry_run)
     if args.report or not (args.no_report or args.dry_run):
         print(f'report: {write_report(study)}')

@@ -1,13 +1,14 @@
-"""Datasets and loaders: an ImageNet-layout folder (timm transforms, PIL) or a torchvision dataset held in memory.
+"""Datasets and loaders: image folders and streamed datasets through timm, small datasets held in memory.
 
-Fashion-MNIST comes from the IDX ``.gz`` files of ``--data-dir``, else of the Debian package
-``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), else torchvision downloads it with ``--download``.
-Nothing is downloaded unless the user passes ``--download``.
+Image folders (``--dataset folder``: ``DIR/train/<class>/*.jpg``, ``DIR/val/...``) and timm's other datasets
+(``wds/NAME``: WebDataset shards, ``hfds/NAME``: a Hugging Face dataset, both under ``--data-dir``) are read with
+timm's transforms (folders through torchvision's ``ImageFolder``, streamed sets through timm's
+``create_dataset``); a folder image that cannot be decoded stops the run with one line naming it. Fashion-MNIST
+is read from the IDX files of ``--data-dir`` (``.gz`` or not), else of the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); CIFAR through torchvision. Nothing is downloaded
+unless the user passes ``--download``.
 """
 import gzip
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -15,19 +16,22 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from PIL import Image
-from timm.data import create_transform
+from timm.data import create_dataset, create_transform
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from torchvision import datasets
 
+from ..errors import BanetError, MissingFileError
+from .options import DataOptions, TrainConfig
 from .tensor_loader import TensorLoader
 
-__all__ = ['DEBIAN_FASHION_MNIST', 'IN_MEMORY', 'DataSpec', 'build_loader', 'dataset_spec',
-           'load_in_memory']
+__all__ = ['DEBIAN_FASHION_MNIST', 'IN_MEMORY', 'DataSpec', 'build_train_loader', 'build_eval_loader',
+           'dataset_spec', 'load_in_memory', 'read_idx']
 
 DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
 IN_MEMORY = {'fashion_mnist': (10, 1, 28), 'cifar10': (10, 3, 32), 'cifar100': (100, 3, 32)}  # classes, chans, px
 _FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte',
                  't10k-labels-idx1-ubyte')
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 
 @dataclass
@@ -39,34 +43,39 @@ class DataSpec:
     class_names: Optional[Tuple[str, ...]] = None
 
 
-def _folder_split(args: Any, split: str) -> Path:
-    if not args.data_dir:
-        raise ValueError('--dataset folder needs --data-dir DIR (a tree DIR/train/<class>/*.jpg, DIR/val/...)')
-    path = Path(args.data_dir) / split
+def _folder_split(cfg: DataOptions, split: str) -> Path:
+    if not cfg.data_dir:
+        raise BanetError('--dataset folder needs --data-dir DIR (a tree DIR/train/<class>/*.jpg, DIR/val/...)')
+    path = Path(cfg.data_dir) / split
     if not path.is_dir():
-        raise FileNotFoundError(f'the image folder {path} does not exist: --data-dir must hold the class folders '
-                                f'of each split ({args.train_split}/, {args.val_split}/)')
+        raise MissingFileError(f'the image folder {path} does not exist: --data-dir must hold the class folders '
+                               f'of each split ({cfg.train_split}/, {cfg.val_split}/)')
     return path
 
 
-def dataset_spec(args: Any, splits: List[str]) -> DataSpec:
+def dataset_spec(cfg: DataOptions, splits: List[str]) -> DataSpec:
     """Check that the data can be found (before any work) and return its classes/channels/size."""
-    if args.dataset in IN_MEMORY:
-        if args.dataset == 'fashion_mnist':
-            _fashion_mnist_root(args.data_dir, args.download, probe=True)
-        elif not args.download:
-            _cifar(args, train=False)  # raises a clear error if absent
-        names = tuple(datasets.FashionMNIST.classes) if args.dataset == 'fashion_mnist' else None
-        return DataSpec(*IN_MEMORY[args.dataset], class_names=names)
-    if args.dataset != 'folder':
-        raise ValueError(f'unknown dataset {args.dataset!r}: use folder, fashion_mnist, cifar10 or cifar100')
+    if cfg.dataset in IN_MEMORY:
+        if cfg.dataset == 'fashion_mnist':
+            _fashion_mnist_root(cfg.data_dir, cfg.download, probe=True)
+        elif not cfg.download:
+            _cifar(cfg, train=False)  # raises a clear error if absent
+        names = tuple(datasets.FashionMNIST.classes) if cfg.dataset == 'fashion_mnist' else None
+        return DataSpec(*IN_MEMORY[cfg.dataset], class_names=names)
+    if cfg.streamed:
+        if not cfg.num_classes:
+            raise BanetError(f'--dataset {cfg.dataset} needs --num-classes (a streamed dataset is not scanned '
+                             'for its classes)')
+        if not cfg.data_dir and cfg.dataset.startswith('wds/'):
+            raise BanetError(f'--dataset {cfg.dataset} needs --data-dir DIR holding the WebDataset shards')
+        return DataSpec(cfg.num_classes, cfg.in_chans or 3, None)
     classes = None
     for split in splits:
-        found = sorted(p.name for p in _folder_split(args, split).iterdir() if p.is_dir())
+        found = sorted(p.name for p in _folder_split(cfg, split).iterdir() if p.is_dir())
         if not found:
-            raise FileNotFoundError(f'{_folder_split(args, split)} has no class folders')
+            raise MissingFileError(f'{_folder_split(cfg, split)} has no class folders')
         if classes is not None and found != classes:
-            raise ValueError(f'the class folders of {splits[0]}/ and {split}/ differ')
+            raise BanetError(f'the class folders of {splits[0]}/ and {split}/ differ')
         classes = found
     return DataSpec(len(classes), 3, None, tuple(classes))
 
@@ -87,109 +96,127 @@ def _fashion_mnist_root(data_dir: Optional[str], download: bool, probe: bool = F
                 return folder, False
     if download:
         if not data_dir:
-            raise ValueError('--download needs --data-dir DIR to download Fashion-MNIST into')
+            raise BanetError('--download needs --data-dir DIR to download Fashion-MNIST into')
         if not probe:
             datasets.FashionMNIST(data_dir, train=True, download=True)
             datasets.FashionMNIST(data_dir, train=False, download=True)
             return Path(data_dir) / 'FashionMNIST' / 'raw', False
         return Path(data_dir), False
     where = f'--data-dir {data_dir} nor ' if data_dir else ''
-    raise FileNotFoundError(
+    raise MissingFileError(
         f'Fashion-MNIST not found in {where}{DEBIAN_FASHION_MNIST}. Get it one of three ways: pass --data-dir DIR '
         f'holding {", ".join(f + ".gz" for f in _FMNIST_FILES[:2])}, ... ; or install the Debian package '
         f'(sudo apt-get install dataset-fashion-mnist); or pass --download --data-dir DIR to let torchvision '
         f'download it')
 
 
-def _fashion_mnist(args: Any, train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    folder, gz = _fashion_mnist_root(args.data_dir, args.download)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / 'FashionMNIST' / 'raw'  # torchvision's layout, uncompressed
-        raw.mkdir(parents=True)
-        for name in _FMNIST_FILES:
-            if gz:
-                with gzip.open(folder / (name + '.gz'), 'rb') as src, open(raw / name, 'wb') as dst:
-                    shutil.copyfileobj(src, dst)
-            else:
-                (raw / name).symlink_to((folder / name).resolve())
-        ds = datasets.FashionMNIST(tmp, train=train, download=False)
-        return ds.data.unsqueeze(1).contiguous(), ds.targets.clone()
+def read_idx(path: Path) -> np.ndarray:
+    """The array in an IDX file (the MNIST format), gzipped or not: magic 0 0 TYPE NDIM, NDIM big-endian sizes."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise BanetError(f'{path} is not an IDX file (bad magic number)')
+    ndim = data[3]
+    shape = tuple(int(n) for n in np.frombuffer(data, '>u4', ndim, 4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    if len(data) != 4 + 4 * ndim + dtype.itemsize * int(np.prod(shape)):
+        raise BanetError(f'{path} is truncated or padded: its header says {shape}')
+    return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _cifar(args: Any, train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    cls = datasets.CIFAR10 if args.dataset == 'cifar10' else datasets.CIFAR100
-    if not args.data_dir:
-        raise ValueError(f'--dataset {args.dataset} needs --data-dir DIR (add --download to fetch it there)')
+def _fashion_mnist(cfg: DataOptions, train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    folder, gz = _fashion_mnist_root(cfg.data_dir, cfg.download)
+    images, labels = (folder / (name + ('.gz' if gz else '')) for name in _FMNIST_FILES[(0 if train else 2):][:2])
+    x = torch.from_numpy(read_idx(images).astype(np.uint8)).unsqueeze(1).contiguous()
+    return x, torch.from_numpy(read_idx(labels).astype(np.int64))
+
+
+def _cifar(cfg: DataOptions, train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    cls = datasets.CIFAR10 if cfg.dataset == 'cifar10' else datasets.CIFAR100
+    if not cfg.data_dir:
+        raise BanetError(f'--dataset {cfg.dataset} needs --data-dir DIR (add --download to fetch it there)')
     try:
-        ds = cls(args.data_dir, train=train, download=args.download)
+        ds = cls(cfg.data_dir, train=train, download=cfg.download)
     except RuntimeError as e:
-        raise FileNotFoundError(f'{args.dataset} not found in {args.data_dir} ({e}); pass --download to let '
-                                'torchvision fetch it') from e
+        raise MissingFileError(f'{cfg.dataset} not found in {cfg.data_dir} ({e}); pass --download to let '
+                               'torchvision fetch it') from None
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
 
 
-def load_in_memory(args: Any, train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def load_in_memory(cfg: DataOptions, train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     """All images of a split as one uint8 (N, C, H, W) tensor and the labels."""
-    if args.dataset == 'fashion_mnist':
-        return _fashion_mnist(args, train)
-    return _cifar(args, train)
+    if cfg.dataset == 'fashion_mnist':
+        return _fashion_mnist(cfg, train)
+    return _cifar(cfg, train)
+
+
+def _in_memory(cfg: DataOptions, data_config: Dict[str, Any], train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_in_memory(cfg, train)
+    size = data_config['input_size'][-1]
+    return (images if images.shape[-1] == size else _resize_uint8(images, size)), labels
 
 
 def _read_image(path: str) -> Image.Image:
-    """ImageFolder's loader, with an error that names the file."""
+    """ImageFolder's loader, with an error that names the file (the command line shows it as one line)."""
     try:
         with open(path, 'rb') as f:
             return Image.open(f).convert('RGB')
-    except Exception as e:
-        raise ValueError(f'cannot read image {path}: {e}') from e
+    except OSError as e:
+        raise BanetError(f'cannot read image {path}: {e}') from None
 
 
-def build_loader(
-        args: Any,
-        data_config: Dict[str, Any],
-        train: bool,
-        rank: int = 0,
-        world_size: int = 1,
-        device: Optional[torch.device] = None,
-):
-    """The training (shuffled, augmented, drop-last) or evaluation loader of ``args.dataset``."""
+def _image_dataset(cfg: DataOptions, split: str, train: bool, transform, seed: int = 0, batch_size: int = 1):
+    """A folder split (an unreadable file stops with its name), or timm's streamed dataset (wds/hfds)."""
+    if cfg.streamed:
+        return create_dataset(cfg.dataset, root=cfg.data_dir, split=split, is_training=train, transform=transform,
+                              batch_size=batch_size, seed=seed)
+    return datasets.ImageFolder(str(_folder_split(cfg, split)), transform=transform, loader=_read_image)
+
+
+def build_eval_loader(cfg: DataOptions, data_config: Dict[str, Any], rank: int = 0, world_size: int = 1,
+                      device: Optional[torch.device] = None):
+    """The evaluation loader of ``cfg.dataset``'s validation split: every image once over all processes, in order."""
     mean, std = data_config['mean'], data_config['std']
-    accum = getattr(args, 'grad_accum_steps', 1) if train else 1
-    if args.dataset in IN_MEMORY:
-        images, labels = load_in_memory(args, train)
-        size = data_config['input_size'][-1]
-        if images.shape[-1] != size:
-            images = _resize_uint8(images, size)
-        if not train:
-            return TensorLoader(images, labels, args.batch_size, mean, std, rank=rank, world_size=world_size,
-                                device=device)
-        return TensorLoader(
-            images, labels, args.batch_size, mean, std, train=True, pad=args.pad_crop, hflip=args.hflip,
-            seed=args.seed, rank=rank, world_size=world_size, accum_steps=accum, device=device)
-    split = args.train_split if train else args.val_split
-    if train:
-        transform = create_transform(
-            data_config['input_size'], is_training=True, scale=args.scale, ratio=args.ratio, hflip=args.hflip,
-            color_jitter=args.color_jitter, auto_augment=args.aa, interpolation=args.train_interpolation,
-            mean=mean, std=std, re_prob=args.reprob, re_mode=args.remode)
-    else:
-        transform = create_transform(
-            data_config['input_size'], is_training=False, interpolation=data_config['interpolation'],
-            mean=mean, std=std, crop_pct=data_config['crop_pct'], crop_mode=data_config.get('crop_mode', 'center'))
-    ds = datasets.ImageFolder(str(_folder_split(args, split)), transform=transform, loader=_read_image)
+    if cfg.dataset in IN_MEMORY:
+        images, labels = _in_memory(cfg, data_config, False)
+        return TensorLoader(images, labels, cfg.batch_size, mean, std, rank=rank, world_size=world_size,
+                            device=device)
+    transform = create_transform(
+        data_config['input_size'], is_training=False, interpolation=data_config['interpolation'], mean=mean, std=std,
+        crop_pct=data_config['crop_pct'], crop_mode=data_config.get('crop_mode', 'center'))
+    ds = _image_dataset(cfg, cfg.val_split, False, transform, batch_size=cfg.batch_size)
     pin = device is not None and device.type == 'cuda'
-    if not train:
-        sampler = range(rank, len(ds), world_size) if world_size > 1 else None  # every image once overall
-        return DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, pin_memory=pin)
-    generator = torch.Generator().manual_seed(args.seed + rank)  # order (one process) and worker seeds
+    sampler = range(rank, len(ds), world_size) if world_size > 1 and not cfg.streamed else None
+    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, pin_memory=pin)
+
+
+def build_train_loader(cfg: TrainConfig, data_config: Dict[str, Any], rank: int = 0, world_size: int = 1,
+                       device: Optional[torch.device] = None):
+    """The training loader of ``cfg.dataset``: shuffled by ``cfg.seed``, augmented, the last partial step dropped."""
+    mean, std = data_config['mean'], data_config['std']
+    if cfg.dataset in IN_MEMORY:
+        images, labels = _in_memory(cfg, data_config, True)
+        return TensorLoader(
+            images, labels, cfg.batch_size, mean, std, train=True, pad=cfg.pad_crop, hflip=cfg.hflip,
+            seed=cfg.seed, rank=rank, world_size=world_size, accum_steps=cfg.grad_accum_steps, device=device)
+    transform = create_transform(
+        data_config['input_size'], is_training=True, scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip,
+        color_jitter=cfg.color_jitter, auto_augment=cfg.aa, interpolation=cfg.train_interpolation,
+        mean=mean, std=std, re_prob=cfg.reprob, re_mode=cfg.remode)
+    ds = _image_dataset(cfg, cfg.train_split, True, transform, seed=cfg.seed, batch_size=cfg.batch_size)
+    pin = device is not None and device.type == 'cuda'
+    generator = torch.Generator().manual_seed(cfg.seed + rank)  # order (one process) and worker seeds
+    if cfg.streamed:  # timm's iterable reader shuffles and shards by process and worker itself
+        return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
+                          generator=generator, pin_memory=pin, worker_init_fn=_seed_worker)
     if world_size > 1:
-        sampler = DistributedSampler(ds, world_size, rank, shuffle=True, seed=args.seed, drop_last=True)
+        sampler = DistributedSampler(ds, world_size, rank, shuffle=True, seed=cfg.seed, drop_last=True)
     else:
         sampler = RandomSampler(ds, generator=generator)
-    if len(sampler) < args.batch_size * args.grad_accum_steps:
-        raise ValueError(f'{len(sampler)} training images per process are fewer than one step of '
-                         f'{args.batch_size * args.grad_accum_steps}: lower --batch-size')
-    return DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers, drop_last=True,
+    if len(sampler) < cfg.batch_size * cfg.grad_accum_steps:
+        raise BanetError(f'{len(sampler)} training images per process are fewer than one step of '
+                         f'{cfg.batch_size * cfg.grad_accum_steps}: lower --batch-size')
+    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=True,
                       generator=generator, pin_memory=pin, worker_init_fn=_seed_worker)
 
 

@@ -10,11 +10,12 @@ import torch.distributed as dist
 from timm.utils import accuracy, dispatch_clip_grad
 from torch import nn
 from tqdm import tqdm
+from ..errors import BanetError
 
 __all__ = ['StepConfig', 'NonFiniteLossError', 'train_one_epoch', 'evaluate']
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(BanetError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -56,7 +57,7 @@ def train_one_epoch(
     """
     model.train()
     total_loss = torch.zeros((), device=cfg.device)
-    seen, steps, data_time = 0, 0, 0.0
+    seen, timed, steps, data_time, first_step = 0, 0, 0, 0.0, math.nan
     start = tick = time.perf_counter()
     bar = _bar(loader, f'train {epoch}', cfg.progress)
     optimizer.zero_grad(set_to_none=True)
@@ -96,19 +97,26 @@ def train_one_epoch(
         total_loss += loss.detach() * x.shape[0]
         seen += x.shape[0]
         steps += 1
+        if steps == 1 and len(loader) > 1:  # the first step pays for compilation and warm-up: timed apart
+            first_step = time.perf_counter() - start
+            start = time.perf_counter()
+        else:
+            timed += x.shape[0]
         if cfg.progress and (i % cfg.log_interval == 0 or i + 1 == len(loader)):
-            rate = seen / (time.perf_counter() - start)
+            rate = timed / max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(loss=f'{loss.item():.4f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}',
                             img_s=f'{rate:.0f}')
         tick = time.perf_counter()
     bar.close()
     elapsed = time.perf_counter() - start
-    stats = torch.stack([total_loss, torch.tensor(float(seen), device=cfg.device)])
+    stats = torch.tensor([0.0, seen, timed], dtype=torch.float64, device=cfg.device)
+    stats[0] = total_loss
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(stats)
     return {
         'train_loss': (stats[0] / stats[1]).item(),
-        'train_img_s': stats[1].item() / elapsed,
+        'train_img_s': stats[2].item() / elapsed,
+        'first_step_s': first_step,
         'data_share': data_time / elapsed if cfg.profile_data else math.nan,
         'lr': optimizer.param_groups[0]['lr'],
         'num_updates': num_updates,
@@ -144,6 +152,6 @@ def evaluate(
         dist.all_reduce(sums)
     count = sums[3].item()
     if count == 0:
-        raise ValueError('the evaluation set is empty')
+        raise BanetError('the evaluation set is empty')
     return {'loss': sums[0].item() / count, 'top1': 100 * sums[1].item() / count,
             'top5': 100 * sums[2].item() / count, 'img_s': count / elapsed, 'count': int(count)}

@@ -3,6 +3,9 @@ import csv
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..errors import BanetError
+from ..io.figures import pyplot, save_figure
+
 __all__ = ['MetricsLog', 'plot_metrics']
 
 
@@ -16,7 +19,7 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
-                raise RuntimeError('--tensorboard needs the tensorboard package: pip install tensorboard') from e
+                raise BanetError('--tensorboard needs the tensorboard package: pip install tensorboard') from e
             self.writer = SummaryWriter(str(run_dir / 'tensorboard'))
 
     def truncate(self, epochs: int) -> None:
@@ -52,19 +55,13 @@ class MetricsLog:
 
 
 def plot_metrics(csv_path: Path, png_path: Path) -> Optional[Path]:
-    """Loss and accuracy against epoch from ``metrics.csv``; None when matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    """Loss and accuracy against epoch from ``metrics.csv`` (None when it has no rows)."""
     with open(csv_path, newline='') as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return None
     epoch = [int(r['epoch']) for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(10, 4))
     for key, label in (('train_loss', 'train'), ('val_loss', 'validation')):
         ax_loss.plot(epoch, [float(r[key]) for r in rows], marker='o', label=label)
     ax_loss.set(xlabel='epoch', ylabel='loss', title='loss')
@@ -74,6 +71,4 @@ def plot_metrics(csv_path: Path, png_path: Path) -> Optional[Path]:
     ax_acc.set(xlabel='epoch', ylabel='accuracy (%)', title='validation accuracy')
     ax_acc.legend()
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path)

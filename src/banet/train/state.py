@@ -1,7 +1,7 @@
 """A run's checkpoint folders (``last/``, ``best/``) and the random-number states that make a resume exact.
 
 Each folder holds ``model.safetensors`` (+ ``model_ema.safetensors``), a ``config.json`` written by
-:func:`banet.hub.model_config` (so ``timm.create_model('local-dir:FOLDER', pretrained=True)`` rebuilds and loads the
+:func:`banet.io.model_config` (so ``timm.create_model('local-dir:FOLDER', pretrained=True)`` rebuilds and loads the
 model after ``import banet``), and in ``last/`` a
 ``train_state.pt`` (optimiser, scheduler, scaler, RNG states, epoch) that loads with ``weights_only=True``.
 Every file is written atomically; the weights carry their epoch in the safetensors header so that a resume can
@@ -17,11 +17,11 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from ..checkpoint import load_state_dict_file, save_json_file, save_state_dict_file, save_torch_file
-from ..hub import CONFIG, EMA_WEIGHTS, WEIGHTS
+from ..errors import BanetError, MissingFileError
+from ..io import CONFIG, EMA_WEIGHTS, WEIGHTS, load_state_dict_file, save_json_file, save_state_dict_file, \
+    save_torch_file
 
-__all__ = ['get_rng_state', 'set_rng_state', 'save_checkpoint', 'copy_checkpoint', 'load_train_state',
-           'resolve_weights']
+__all__ = ['get_rng_state', 'set_rng_state', 'save_checkpoint', 'copy_checkpoint', 'load_train_state']
 
 TRAIN_STATE = 'train_state.pt'
 
@@ -88,25 +88,11 @@ def load_train_state(run_dir: Path) -> Dict[str, Any]:
     """The training state of ``run_dir/last`` (weights_only), checked against the epoch of its weights."""
     last = run_dir / 'last'
     if not (last / TRAIN_STATE).is_file():
-        raise FileNotFoundError(f'cannot resume: {last / TRAIN_STATE} does not exist (is {run_dir} a run folder?)')
+        raise MissingFileError(f'cannot resume: {last / TRAIN_STATE} does not exist (is {run_dir} a run folder?)')
     state = load_state_dict_file(last / TRAIN_STATE)
     with safe_open(str(last / WEIGHTS), 'pt') as f:
         epoch = (f.metadata() or {}).get('epoch')
     if epoch != str(state['epoch']):
-        raise RuntimeError(f'{last}: the weights (epoch {epoch}) and the training state (epoch {state["epoch"]}) '
+        raise BanetError(f'{last}: the weights (epoch {epoch}) and the training state (epoch {state["epoch"]}) '
                            'do not match; the run was interrupted while saving')
     return state
-
-
-def resolve_weights(path: Path, use_ema: bool = False) -> Path:
-    """The weights file of a run folder, a checkpoint folder or a file path (``best/`` preferred in a run)."""
-    if path.is_dir():
-        for folder in (path, path / 'best', path / 'last'):
-            file = folder / (EMA_WEIGHTS if use_ema else WEIGHTS)
-            if file.is_file():
-                return file
-        raise FileNotFoundError(f'{path} holds no {EMA_WEIGHTS if use_ema else WEIGHTS} (nor best/ or last/)'
-                                + (' (was the run trained with --model-ema?)' if use_ema else ''))
-    if not path.is_file():
-        raise FileNotFoundError(f'no such checkpoint: {path}')
-    return path

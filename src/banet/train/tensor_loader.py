@@ -9,6 +9,7 @@ gradient accumulation. Saving the generator's state between epochs makes a resum
 from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
+from ..errors import BanetError
 
 __all__ = ['TensorLoader', 'batch_pad_crop_flip']
 
@@ -52,7 +53,7 @@ class TensorLoader:
             device: Optional[torch.device] = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError('images must be a uint8 tensor of shape (N, C, H, W)')
+            raise BanetError('images must be a uint8 tensor of shape (N, C, H, W)')
         self.images, self.labels = images, labels
         self.batch_size, self.train, self.pad, self.hflip = batch_size, train, pad, hflip
         self.rank, self.world_size, self.accum_steps = rank, world_size, accum_steps
@@ -62,7 +63,7 @@ class TensorLoader:
         self.generator = torch.Generator().manual_seed(seed)
         self.step_size = batch_size * world_size * accum_steps
         if train and len(images) < self.step_size:
-            raise ValueError(f'{len(images)} training images are fewer than one step of {self.step_size} '
+            raise BanetError(f'{len(images)} training images are fewer than one step of {self.step_size} '
                              f'(batch size x processes x accumulation): lower --batch-size')
 
     def __len__(self) -> int:

@@ -1,4 +1,5 @@
-"""``validate(args)``: top-1/top-5, loss and images/s of a checkpoint or a registered model on a dataset."""
+"""``validate(config)``: top-1/top-5, loss and images/s of a checkpoint or a registered model on a dataset."""
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Dict
@@ -6,60 +7,69 @@ from typing import Any, Dict
 import timm
 import torch
 
-from ..checkpoint import load_state_dict_file, save_json_file
-from .data import build_loader
+from ..errors import BanetError
+from ..io import find_checkpoint, load_model, save_json_file
+from .data import build_eval_loader
 from .distributed import cleanup_distributed, init_distributed
 from .engine import evaluate
-from .state import CONFIG, resolve_weights
-from .trainer import autocast_for, check_args, data_config_for
+from .options import ValidateConfig
+from .precision import resolve_precision
+from .trainer import check_config, compile_model, data_config_for
 
 __all__ = ['validate']
 
 
-def _checkpoint_config(weights: Path) -> Dict[str, Any]:
-    """The config.json beside a weights file (empty when there is none)."""
-    file = weights.parent / CONFIG
-    return json.loads(file.read_text()) if file.is_file() else {}
+def validate(config: ValidateConfig) -> Dict[str, Any]:
+    """Evaluate ``config.checkpoint`` (any source :func:`banet.io.load_model` takes) or ``config.model``.
 
-
-def validate(args: Any) -> Dict[str, Any]:
-    """Evaluate; the model comes from ``--checkpoint``'s config.json unless ``--model`` names it."""
-    weights = resolve_weights(Path(args.checkpoint), args.use_ema) if args.checkpoint else None
-    if args.use_ema and weights is None:
-        raise ValueError('--use-ema needs --checkpoint (a run folder trained with --model-ema)')
-    saved = _checkpoint_config(weights) if weights else {}
-    args.model = args.model or saved.get('architecture')
-    if not args.model:
-        raise ValueError('give --model NAME, or --checkpoint a run folder (its config.json names the model)')
-    spec = check_args(args, [args.val_split])
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = init_distributed(args.device)
+    A checkpoint with a ``config.json`` names its model and preprocessing; bare weights need ``model``.
+    """
+    cfg = config
+    if cfg.use_ema and not cfg.checkpoint:
+        raise BanetError('--use-ema needs --checkpoint (a run folder trained with --model-ema)')
+    saved: Dict[str, Any] = {}
+    weights = None
+    if cfg.checkpoint:
+        weights, config_file = find_checkpoint(cfg.checkpoint, cfg.use_ema, cfg.trust_pickle)
+        saved = json.loads(config_file.read_text()) if config_file else {}
+    model_name = cfg.model or saved.get('architecture')
+    if not model_name:
+        raise BanetError('give --model NAME, or --checkpoint a run folder (its config.json names the model)')
+    cfg = dataclasses.replace(config, model=model_name)
+    spec = check_config(cfg, [cfg.val_split])
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info = init_distributed(cfg.device)
     try:
-        if weights is None and not args.pretrained and info.primary:
-            print(f'note: no --checkpoint or --pretrained: evaluating a randomly initialised {args.model}')
-        model = timm.create_model(
-            args.model, pretrained=args.pretrained and weights is None,
-            num_classes=args.num_classes or saved.get('num_classes') or spec.num_classes,
-            in_chans=args.in_chans or saved.get('in_chans') or spec.in_chans)
-        if weights is not None:
-            model.load_state_dict(load_state_dict_file(weights, args.trust_pickle))
+        if weights is None and not cfg.pretrained and info.primary:
+            print(f'note: no --checkpoint or --pretrained: evaluating a randomly initialised {cfg.model}')
+        build = dict(num_classes=cfg.num_classes or spec.num_classes, in_chans=cfg.in_chans or spec.in_chans)
+        if cfg.checkpoint:
+            model = load_model(cfg.checkpoint, None if saved else cfg.model, cfg.use_ema, cfg.trust_pickle,
+                               **build)
+            if saved and cfg.model != saved['architecture']:
+                raise BanetError(f'--model {cfg.model} does not match the checkpoint\'s architecture '
+                                 f'{saved["architecture"]}; leave --model out')
+        else:
+            model = timm.create_model(cfg.model, pretrained=cfg.pretrained, **build)
         if saved.get('pretrained_cfg'):  # feed the model as it was trained unless told otherwise
-            model.pretrained_cfg = {**model.pretrained_cfg, **saved['pretrained_cfg']}
-            spec.img_size = args.img_size or saved['pretrained_cfg']['input_size'][-1]
-        data_config = data_config_for(args, model, spec)
-        model.to(info.device)
-        if args.channels_last:
-            model.to(memory_format=torch.channels_last)
-        net = torch.compile(model, backend=args.torchcompile) if args.torchcompile else model
-        loader = build_loader(args, data_config, False, info.rank, info.world_size, info.device)
-        result = evaluate(net, loader, info.device, autocast_for(args, info.device), args.channels_last,
-                          progress=info.primary and not args.no_progress)
-        result = {'model': args.model, 'checkpoint': str(weights) if weights else None, 'dataset': args.dataset,
-                  'split': 'test' if args.dataset != 'folder' else args.val_split, **result}
+            spec.img_size = cfg.img_size or saved['pretrained_cfg']['input_size'][-1]
+        data_config = data_config_for(cfg, model, spec)
+        precision = resolve_precision(cfg.amp, cfg.amp_dtype, cfg.channels_last, info.device)
         if info.primary:
-            out = Path(args.results_file) if args.results_file else \
-                (weights.parent if weights else Path('.')) / f'validate-{args.dataset}.json'
+            print(f'precision: {precision.describe()}', flush=True)
+        model.to(info.device)
+        if precision.channels_last:
+            model.to(memory_format=torch.channels_last)
+        loader = build_eval_loader(cfg, data_config, info.rank, info.world_size, info.device)
+        result = evaluate(compile_model(model, cfg), loader, info.device, precision.autocast(info.device),
+                          precision.channels_last, progress=info.primary and cfg.progress)
+        split = 'test' if cfg.dataset in ('fashion_mnist', 'cifar10', 'cifar100') else cfg.val_split
+        result = {'model': cfg.model, 'checkpoint': str(weights) if weights else None, 'dataset': cfg.dataset,
+                  'split': split, 'precision': precision.as_dict(), **result}
+        if info.primary:
+            out = Path(cfg.results_file) if cfg.results_file else \
+                (weights.parent if weights else Path('.')) / f'validate-{cfg.dataset.replace("/", "_")}.json'
             save_json_file(result, out)
             print(json.dumps(result, indent=2))
             print(f'result written to {out}')

@@ -11,8 +11,8 @@ from PIL import Image
 from timm.data import create_transform
 from torch import nn
 
-from .checkpoint import PathLike
-from .hub import input_channels, label_names_of, model_data_config
+from ..errors import BanetError
+from ..io import PathLike, input_channels, label_names_of, model_data_config
 
 __all__ = ['Predictions', 'collect_files', 'image_mode', 'load_images', 'predict_files', 'predict_tensor',
            'preprocess']
@@ -22,7 +22,7 @@ def image_mode(model: nn.Module) -> str:
     """The PIL mode the model's input has: 'L' for 1 channel, 'RGB' for 3."""
     chans = input_channels(model)
     if chans not in (1, 3):
-        raise ValueError(f'the model takes {chans}-channel input; image files give 1 (grayscale) or 3 (RGB) '
+        raise BanetError(f'the model takes {chans}-channel input; image files give 1 (grayscale) or 3 (RGB) '
                          'channels: feed it tensors instead')
     return 'L' if chans == 1 else 'RGB'
 
@@ -79,7 +79,7 @@ def predict_files(model: nn.Module, paths: Iterable[PathLike], top_k: int = 5, b
                   names: Optional[Sequence[str]] = None) -> Predictions:
     """Classify image files and folders in batches of ``batch_size``; labels from ``names`` or the model's cfg."""
     if top_k < 1 or batch_size < 1:
-        raise ValueError(f'top-k ({top_k}) and batch size ({batch_size}) must be >= 1')
+        raise BanetError(f'top-k ({top_k}) and batch size ({batch_size}) must be >= 1')
     model.eval()
     names = names or label_names_of(model)
     files = collect_files(paths)

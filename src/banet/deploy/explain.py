@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import PathLike, atomic_write
-from .layers import BridgeAttention
+from ..errors import BanetError
+from ..io.figures import pyplot, save_figure
+from ..io.files import PathLike
+from ..layers import BridgeAttention
 
 __all__ = ['GradCam', 'bridge_modules', 'record_bridges', 'grad_cam', 'heatmap', 'plot_alpha', 'plot_gates',
            'plot_grad_cam']
@@ -27,7 +29,7 @@ def bridge_modules(model: nn.Module) -> List[Tuple[str, BridgeAttention]]:
     """(name, module) of every BridgeAttention in ``model``, in forward order."""
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, BridgeAttention)]
     if not found:
-        raise ValueError('the model has no BridgeAttention modules (a fused model has none: inspect it unfused)')
+        raise BanetError('the model has no BridgeAttention modules (a fused model has none: inspect it unfused)')
     return found
 
 
@@ -80,7 +82,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: Optional[torch.Tensor] =
     if layer is None:
         info = getattr(model, 'feature_info', None)
         if not info:
-            raise ValueError('the model has no feature_info: name the layer to explain')
+            raise BanetError('the model has no feature_info: name the layer to explain')
         layer = info[-1]['module']
     module = model.get_submodule(layer)
     store: Dict[str, torch.Tensor] = {}
@@ -106,27 +108,12 @@ def heatmap(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return (up - low) / (high - low).clamp_min(1e-12)
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path: PathLike) -> Path:
-    plt = _pyplot()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight'))
-    finally:
-        plt.close(fig)
-
-
 def plot_alpha(records: List[Dict[str, Any]], path: PathLike, title: str = '') -> Optional[Path]:
     """One panel per stage: BAv2's α_i per block, a bar per bridged feature. ``None`` without BAv2 bridges."""
     records = [r for r in records if r['alpha'] is not None]
     if not records:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     stages = list(dict.fromkeys(r['stage'] for r in records))
     fig, axes = plt.subplots(1, len(stages), figsize=(2.2 * len(stages) + 1, 2.6), sharey=True, squeeze=False)
     for ax, stage in zip(axes[0], stages):
@@ -143,12 +130,12 @@ def plot_alpha(records: List[Dict[str, Any]], path: PathLike, title: str = '') -
     axes[0][0].set_ylabel('selection weight α')
     axes[0][-1].legend(fontsize=7, title='bridged output', title_fontsize=7)
     fig.suptitle(title or 'BAv2: selection weight of each bridged conv output, per block', fontsize=9, y=1.03)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gates(records: List[Dict[str, Any]], path: PathLike, title: str = '') -> Path:
     """Gate mean ± std and min/max against block depth, stages separated by dotted lines."""
-    plt = _pyplot()
+    plt = pyplot()
     depth = list(range(len(records)))
     mean = [r['mean'] for r in records]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(records) + 1.5), 2.6))
@@ -164,13 +151,13 @@ def plot_gates(records: List[Dict[str, Any]], path: PathLike, title: str = '') -
     ax.set_ylabel('gate value')
     ax.legend(fontsize=7, loc='lower left')
     ax.set_title(title or 'bridge gates by depth (over channels and images)', fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_grad_cam(images: torch.Tensor, cam: GradCam, labels: Sequence[str], path: PathLike,
                   titles: Optional[Sequence[str]] = None) -> Path:
     """Each image (display range [0, 1], (B, C, H, W)) beside its Grad-CAM heat-map overlay."""
-    plt = _pyplot()
+    plt = pyplot()
     heat = heatmap(cam.maps, images.shape[-2:])
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(1.5 * n + 0.2, 3.3), squeeze=False)
@@ -185,4 +172,4 @@ def plot_grad_cam(images: torch.Tensor, cam: GradCam, labels: Sequence[str], pat
         head = f'{titles[j]}\n' if titles else ''
         axes[0, j].set_title(f'{head}{labels[j]} {cam.probs[j]:.0%}', fontsize=7)
     axes[1, 0].set_title('Grad-CAM', fontsize=7, loc='left')
-    return _save(fig, path)
+    return save_figure(fig, path)

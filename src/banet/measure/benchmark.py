@@ -5,7 +5,6 @@ them alike; each repeat times ``iters`` steps and the report gives the median an
 the ratio of each model's median to the reference model's.
 """
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -18,7 +17,11 @@ import timm
 import torch
 from torch import nn
 
-from .fusion import fuse as fuse_model
+from ..errors import BanetError
+from ..train.precision import cpu_has_native_bf16
+from ..io.figures import pyplot, save_figure
+from ..io import atomic_write, check_model_names, save_json_file
+from ..models.fusion import fuse as fuse_model
 
 __all__ = ['BenchConfig', 'build_step', 'time_interleaved', 'run_benchmark', 'write_report', 'machine_info']
 
@@ -45,17 +48,17 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in ('train', 'infer'):
-            raise ValueError(f"mode must be 'train' or 'infer', got {self.mode!r}")
+            raise BanetError(f"mode must be 'train' or 'infer', got {self.mode!r}")
         if self.dtype not in _DTYPES:
-            raise ValueError(f'dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}')
+            raise BanetError(f'dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}')
         if self.fuse and self.mode == 'train':
-            raise ValueError('--fuse folds norms for inference: use it with --mode infer')
+            raise BanetError('--fuse folds norms for inference: use it with --mode infer')
         if self.device.startswith('cuda') and not torch.cuda.is_available():
-            raise ValueError('CUDA is not available on this machine: use --device cpu')
+            raise BanetError('CUDA is not available on this machine: use --device cpu')
         if min(self.batch_size, self.repeats, self.iters) < 1 or self.warmup < 0:
-            raise ValueError('batch size, repeats and iters must be >= 1 and warmup >= 0')
+            raise BanetError('batch size, repeats and iters must be >= 1 and warmup >= 0')
         if self.mode == 'train' and self.batch_size < 2:
-            raise ValueError('training steps need a batch size >= 2 (batch norm)')
+            raise BanetError('training steps need a batch size >= 2 (batch norm)')
 
 
 def _sync(device: str) -> None:
@@ -137,7 +140,11 @@ def machine_info(device: str) -> Dict[str, str]:
     if os.path.exists('/proc/cpuinfo'):
         names = [ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')]
         cpu = names[0] if names else cpu
-    info = {'cpu': cpu, 'cpu_count': str(os.cpu_count()), 'torch_threads': str(torch.get_num_threads()),
+    flags = open('/proc/cpuinfo').read() if os.path.exists('/proc/cpuinfo') else ''
+    isa = [f for f in ('amx_bf16', 'avx512_bf16', 'avx512f', 'avx2') if f' {f}' in flags]
+    info = {'cpu': cpu, 'cpu_flags': ' '.join(isa) or 'unknown', 'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'native_bf16': str(cpu_has_native_bf16()), 'cpu_count': str(os.cpu_count()),
+            'torch_threads': str(torch.get_num_threads()),
             'torch': torch.__version__, 'timm': timm.__version__, 'python': platform.python_version()}
     if device.startswith('cuda'):
         info['gpu'] = torch.cuda.get_device_name(torch.device(device))
@@ -148,14 +155,12 @@ def run_benchmark(models: Sequence[str], cfg: BenchConfig,
                   factories: Optional[Dict[str, Callable[[], nn.Module]]] = None) -> Dict:
     """Measure ``models`` (timm names, or keys of ``factories`` building custom variants) under ``cfg``."""
     factories = dict(factories or {})
-    unknown = [n for n in models if n not in factories and not timm.is_model(n)]
-    if unknown:
-        raise ValueError(f'unknown model(s) {unknown}: see timm.list_models()')
+    check_model_names([n for n in models if n not in factories])
     if len(set(models)) != len(models):
-        raise ValueError(f'each model once, got {list(models)}')
+        raise BanetError(f'each model once, got {list(models)}')
     reference = cfg.reference or models[0]
     if reference not in models:
-        raise ValueError(f'reference model {reference!r} is not among the measured models {list(models)}')
+        raise BanetError(f'reference model {reference!r} is not among the measured models {list(models)}')
     steps = {}
     for name in models:
         torch.manual_seed(0)
@@ -191,15 +196,11 @@ def markdown(report: Dict) -> str:
 
 def write_report(report: Dict, out_dir: Path, name: str = 'benchmark') -> List[Path]:
     """Write ``name``.json, ``name``.md and a ``name``.png bar chart (median with min–max) into ``out_dir``."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f'{name}.json', out_dir / f'{name}.md', out_dir / f'{name}.png']
-    paths[0].write_text(json.dumps(report, indent=2))
-    paths[1].write_text(markdown(report) + '\n')
+    save_json_file(report, paths[0])
+    atomic_write(paths[1], lambda tmp: Path(tmp).write_text(markdown(report) + '\n'))
     rows = report['results']
     med = [r['median_ms'] for r in rows]
     err = [[m - r['min_ms'] for m, r in zip(med, rows)], [r['max_ms'] - m for m, r in zip(med, rows)]]
@@ -210,6 +211,5 @@ def write_report(report: Dict, out_dir: Path, name: str = 'benchmark') -> List[P
                  f"{report['config']['img_size']} px · {report['config']['device']}", fontsize=9)
     ax.tick_params(axis='x', labelrotation=30, labelsize=8)
     fig.tight_layout()
-    fig.savefig(paths[2], dpi=100)
-    plt.close(fig)
+    save_figure(fig, paths[2])
     return paths

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.ao.quantization import fuse_modules
 
-from .layers import BridgeAttention
+from ..layers import BridgeAttention
 
 __all__ = ['fuse', 'conv_bn_pairs']
 

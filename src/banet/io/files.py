@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
+from ..errors import BanetError, MissingFileError
 
 __all__ = ['atomic_write', 'load_state_dict_file', 'save_json_file', 'save_state_dict_file', 'save_torch_file']
 
@@ -66,17 +67,17 @@ def load_state_dict_file(path: PathLike, trust_pickle: bool = False) -> Dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'no such checkpoint file: {path}')
+        raise MissingFileError(f'no such checkpoint file: {path}')
     if path.suffix == '.safetensors':
         try:
             return load_file(str(path))
         except Exception as e:  # safetensors raises its own error types for corrupt headers
-            raise ValueError(f'{path} is not a readable safetensors file ({e})') from e
+            raise BanetError(f'{path} is not a readable safetensors file ({e})') from e
     try:
         return torch.load(path, map_location='cpu', weights_only=not trust_pickle)
     except Exception as e:
         if trust_pickle:
-            raise ValueError(f'{path} could not be loaded ({e})') from e
-        raise ValueError(
+            raise BanetError(f'{path} could not be loaded ({e})') from e
+        raise BanetError(
             f'{path} could not be loaded as weights only ({type(e).__name__}). If it is a pickle with Python '
             'objects beside the tensors and you trust its source, pass --trust-pickle (trust_pickle=True).') from e

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import PathLike, atomic_write
-from .fusion import fuse
-from .hub import label_names_of, model_data_config
+from ..errors import BanetError, CheckFailedError
+from ..io import PathLike, atomic_write, label_names_of, model_data_config, norm_tensors
+from ..models.fusion import fuse
 
 __all__ = ['FORMATS', 'check_inputs', 'export_model', 'onnx_runner', 'torchscript_runner', 'compare_outputs']
 
@@ -32,13 +32,12 @@ def check_inputs(model: nn.Module, real: Optional[torch.Tensor] = None, seed: in
     export's, so the dynamic batch axis is exercised."""
     cfg = model_data_config(model)
     g = torch.Generator().manual_seed(seed)
-    mean = torch.tensor(cfg['mean']).view(1, -1, 1, 1)
-    std = torch.tensor(cfg['std']).view(1, -1, 1, 1)
+    mean, std = norm_tensors(cfg)
     pixels = torch.randint(0, 256, (4, *cfg['input_size']), generator=g).float() / 255
     inputs = {'random': torch.randn(3, *cfg['input_size'], generator=g), 'image-like': (pixels - mean) / std}
     if real is not None:
         if real.ndim != 4 or real.shape[1] != cfg['input_size'][0]:
-            raise ValueError(f'the real inputs have {real.shape[1] if real.ndim == 4 else "no"} channels; the model '
+            raise BanetError(f'the real inputs have {real.shape[1] if real.ndim == 4 else "no"} channels; the model '
                              f'takes {cfg["input_size"][0]}: convert the images to its channels')
         inputs['real'] = real
     return inputs
@@ -52,12 +51,12 @@ def compare_outputs(reference: nn.Module, run, inputs: Dict[str, torch.Tensor], 
             want = reference(x).float().numpy()
             got = np.asarray(run(x))
             if got.shape != want.shape:
-                raise RuntimeError(f'the exported model gives shape {got.shape} on the {name} inputs, PyTorch '
+                raise CheckFailedError(f'the exported model gives shape {got.shape} on the {name} inputs, PyTorch '
                                    f'{want.shape}; the file was not written')
             diffs[name] = float(np.abs(got - want).max())
     worst = max(diffs, key=diffs.get)
     if not diffs[worst] <= atol:
-        raise RuntimeError(
+        raise CheckFailedError(
             f'the exported model differs from PyTorch by {diffs[worst]:.3g} (> --atol {atol:g}) on the {worst} '
             f'inputs ({", ".join(f"{k} {v:.2g}" for k, v in diffs.items())}); the file was not written. '
             'Try --no-fuse, or report the model.')
@@ -69,11 +68,11 @@ def onnx_runner(path: PathLike):
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise RuntimeError('checking an ONNX export needs onnxruntime: pip install "banet[export]"') from e
+        raise BanetError('checking an ONNX export needs onnxruntime: pip install "banet[export]"') from e
     try:
         session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     except Exception as e:  # onnxruntime raises its own error types
-        raise RuntimeError(f'ONNX Runtime cannot load the exported model ({e}); the file was not written') from e
+        raise CheckFailedError(f'ONNX Runtime cannot load the exported model ({e}); the file was not written') from e
     return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
 
 
@@ -100,7 +99,7 @@ def _write_onnx(model: nn.Module, example: torch.Tensor, path: str, opset: int, 
         import onnx
         import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
     except ImportError as e:
-        raise RuntimeError(f'ONNX export needs onnx, onnxscript and onnxruntime ({e}): '
+        raise BanetError(f'ONNX export needs onnx, onnxscript and onnxruntime ({e}): '
                            'pip install "banet[export]"') from e
     batch = torch.export.Dim('batch', min=1)
     try:
@@ -147,9 +146,9 @@ def export_model(
     check batch (:func:`check_inputs`); ``output`` is then left as it was.
     """
     if fmt not in FORMATS:
-        raise ValueError(f'unknown export format {fmt!r}: use one of {", ".join(FORMATS)}')
+        raise BanetError(f'unknown export format {fmt!r}: use one of {", ".join(FORMATS)}')
     if fmt == 'onnx' and opset < 17:
-        raise ValueError(f'--opset {opset}: use 17 or newer')
+        raise BanetError(f'--opset {opset}: use 17 or newer')
     reference = copy.deepcopy(model).float().eval()
     net = fuse(copy.deepcopy(reference)) if fused else copy.deepcopy(reference)
     for p in net.parameters():

@@ -14,6 +14,7 @@ import re
 from typing import Any, Dict, Mapping
 
 import torch
+from ..errors import BanetError
 
 __all__ = ['convert_official', 'detect_layout', 'unwrap_state_dict', 'LAYOUT_VERSION']
 
@@ -50,7 +51,7 @@ def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     out = {}
     for k, v in checkpoint.items():
         if not isinstance(v, torch.Tensor):
-            raise ValueError(f'checkpoint entry {k!r} is a {type(v).__name__}, not a tensor: not a state dict')
+            raise BanetError(f'checkpoint entry {k!r} is a {type(v).__name__}, not a tensor: not a state dict')
         out[re.sub(r'^(module\.|_orig_mod\.)+', '', k)] = v
     return out
 
@@ -60,7 +61,7 @@ def detect_layout(state_dict: Mapping[str, Any]) -> str:
     keys = list(unwrap_state_dict(state_dict))
     ba_keys = [k for k in keys if '.ba.' in k]
     if not ba_keys:
-        raise ValueError('no bridge-attention weights (".ba." keys) in this state dict: is it a BA-Net checkpoint?')
+        raise BanetError('no bridge-attention weights (".ba." keys) in this state dict: is it a BA-Net checkpoint?')
     if any('.ba.pre_fusions.' in k for k in ba_keys):
         return 'bav1'
     if any(k.endswith('.ba.proj.weight') for k in ba_keys):
@@ -69,7 +70,7 @@ def detect_layout(state_dict: Mapping[str, Any]) -> str:
         return 'bav2_v1'
     if any(re.search(r'\.ba\.proj\.\d+\.weight$', k) for k in ba_keys):
         return 'banet'
-    raise ValueError(f'unrecognised bridge-attention layout (e.g. key {ba_keys[0]!r})')
+    raise BanetError(f'unrecognised bridge-attention layout (e.g. key {ba_keys[0]!r})')
 
 
 def _convert_key(layout: str, key: str, n_pre: Dict[str, int]) -> str:
@@ -83,7 +84,7 @@ def _convert_key(layout: str, key: str, n_pre: Dict[str, int]) -> str:
     for pattern, repl in _RULES[layout]:
         if re.fullmatch(pattern, rest):
             return f'{block}.ba.{re.sub(pattern, repl, rest)}'
-    raise ValueError(f'unexpected key {key!r} in a {layout} checkpoint')
+    raise BanetError(f'unexpected key {key!r} in a {layout} checkpoint')
 
 
 def convert_official(state_dict: Mapping[str, Any]) -> Dict[str, torch.Tensor]:

@@ -18,8 +18,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from .checkpoint import atomic_write
-from .study import Study, read_result, study_recipe
+from ..io.figures import pyplot, save_figure
+from ..io.files import atomic_write
+from .run import Study, read_result, study_recipe
 
 __all__ = ['VariantStats', 'Comparison', 'collect', 'compare', 'render_markdown', 'write_report']
 
@@ -285,13 +286,7 @@ def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path]
 
 
 def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
-    """Mean test-accuracy curves and a bar chart of the final top-1 (± std, seeds as dots); {} without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return {}
+    """Mean test-accuracy curves and a bar chart of the final top-1 (± std, seeds as dots); {} without results."""
     done = [vs for vs in stats if vs.n]
     if not done:
         return {}
@@ -299,6 +294,7 @@ def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
     figures = {'test accuracy curves': folder / f'{stem}_curves.png', 'final test top-1': folder / f'{stem}_bars.png'}
 
     from matplotlib.ticker import MaxNLocator
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     last = max(e for vs in done for r in vs.results for e in r['curve']['epoch'])
     for vs in done:
@@ -318,8 +314,7 @@ def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
     axes[0].legend(fontsize=8)
     fig.suptitle(f'{study.name}: test accuracy, mean over seeds', fontsize=10)
     fig.tight_layout()
-    atomic_write(figures['test accuracy curves'], lambda tmp: fig.savefig(tmp, dpi=90, format='png'))
-    plt.close(fig)
+    save_figure(fig, figures['test accuracy curves'])
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     x = range(len(done))
@@ -337,8 +332,7 @@ def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
     ax.title.set_fontsize(9)
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
-    atomic_write(figures['final test top-1'], lambda tmp: fig.savefig(tmp, dpi=90, format='png'))
-    plt.close(fig)
+    save_figure(fig, figures['final test top-1'])
     return figures
 
 

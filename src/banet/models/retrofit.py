@@ -13,9 +13,10 @@ from torchvision.models import resnet as tv
 
 from timm.models import resnet as tm
 
-from .layers import BridgeAttention, bridge_pool, channel_gate
-from .models import BABasicBlock, BABottleneck
-from .models._convert import become, device_dtype
+from ..errors import BanetError
+from ..layers import BridgeAttention, bridge_pool, channel_gate
+from . import BABasicBlock, BABottleneck
+from ._convert import become, device_dtype
 
 __all__ = ['add_bridge_attention', 'TVBABasicBlock', 'TVBABottleneck']
 
@@ -80,14 +81,14 @@ def add_bridge_attention(model: nn.Module, version: str = 'v2', reduction: int =
     """
     blocks = [m for m in model.modules() if type(m) in _CONVERTERS]
     if not blocks:
-        raise ValueError(
+        raise BanetError(
             f'found no ResNet block to bridge in {type(model).__name__}: add_bridge_attention converts timm\'s and '
             'torchvision\'s ResNet/ResNeXt (BasicBlock, Bottleneck) that have no bridge yet; for the other '
             'families create the ba_* model (e.g. timm.create_model("ba_convnext_tiny"))')
     # every check comes before the first change, so a bad argument leaves the model as it was
     with_attn = [type(b.se).__name__ for b in blocks if getattr(b, 'se', None) is not None]
     if with_attn:
-        raise ValueError(
+        raise BanetError(
             f'the model\'s blocks already have an attention module ({with_attn[0]}) that the bridge would silently '
             'replace: retrofit a ResNet without attn_layer')
     widths = [(b.bn3 if hasattr(b, 'bn3') else b.bn2).num_features for b in blocks]

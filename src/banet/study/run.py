@@ -6,7 +6,6 @@ summarised in ``RESULTS/VARIANT-seedN.json`` (written atomically). Running the s
 file exists and continues an interrupted run from its last checkpoint, so a study can be spread over sittings and
 machines; :mod:`banet.study_report` turns the result files into a markdown report with figures.
 """
-import argparse
 import json
 import math
 import statistics
@@ -17,27 +16,25 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
-import yaml
 
-from . import models  # noqa: F401  (registers the banet models in timm)
-from .benchmark import machine_info
-from .checkpoint import save_json_file
-from .profile import profile_model
-from .train.config import add_train_args, check_config_keys, read_yaml_mapping, resolved_config
-from .train.metrics import MetricsLog
-from .train.state import load_train_state
-from .train.trainer import check_args, train
+from ..config import from_mapping, read_yaml_mapping, values_of_kind
+from ..errors import BanetError
+from ..io import save_json_file
+from ..measure.benchmark import machine_info
+from ..measure.profile import profile_model
+from ..train import TrainConfig, train
+from ..train.metrics import MetricsLog
+from ..train.state import load_train_state
+from ..train.trainer import check_config, saved_config
 
-__all__ = ['Study', 'load_study', 'train_args', 'recipe_of', 'study_recipe', 'read_result', 'plan', 'run_one',
+__all__ = ['Study', 'load_study', 'train_config', 'recipe_of', 'study_recipe', 'read_result', 'plan', 'run_one',
            'run_study']
 
 STUDY_KEYS = ('name', 'title', 'variants', 'seeds', 'recipe', 'output', 'results', 'report', 'claim')
 DEFAULT_SEEDS = (0, 1, 2)
-# options the study sets for each run itself
-SET_BY_STUDY = frozenset({'model', 'seed', 'output', 'experiment', 'resume'})
-# options that say where and how fast a run goes, not what it computes: they may differ between machines
-MACHINE_KEYS = frozenset({'device', 'threads', 'workers', 'no_progress', 'log_interval', 'data_dir', 'download',
-                          'tensorboard', 'profile_data', 'torchcompile', 'channels_last', 'trust_pickle'})
+# what a run computes is its TrainConfig fields of kind 'recipe'; the study sets the 'run' fields (model, seed,
+# folders) itself, and the 'machine' fields may differ between machines
+SET_BY_STUDY = frozenset(values_of_kind(TrainConfig(), 'run'))
 
 
 @dataclass
@@ -69,9 +66,9 @@ def _names(value: Any, what: str, where: str) -> List[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ValueError(f'{where}: {what} must be a non-empty list of model names')
+        raise BanetError(f'{where}: {what} must be a non-empty list of model names')
     if len(set(value)) != len(value):
-        raise ValueError(f'{where}: {what} names a model twice: {value}')
+        raise BanetError(f'{where}: {what} names a model twice: {value}')
     return value
 
 
@@ -82,30 +79,31 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
     where = f'study config {path}'
     unknown = sorted(set(raw) - set(STUDY_KEYS))
     if unknown:
-        raise ValueError(f'{where}: unknown key(s) {unknown}; the keys are {", ".join(STUDY_KEYS)} (training '
+        raise BanetError(f'{where}: unknown key(s) {unknown}; the keys are {", ".join(STUDY_KEYS)} (training '
                          'options go under recipe:)')
     variants = _names(raw.get('variants'), 'variants', where)
     bad = [v for v in variants if not timm.is_model(v)]
     if bad:
-        raise ValueError(f'{where}: unknown variant(s) {bad}: use timm model names such as resnet20_cifar or '
+        raise BanetError(f'{where}: unknown variant(s) {bad}: use timm model names such as resnet20_cifar or '
                          'ba_resnet20_cifar (see banet profile)')
     seeds = raw.get('seeds', list(DEFAULT_SEEDS))
     if not isinstance(seeds, list) or not seeds:
-        raise ValueError(f'{where}: seeds must be a non-empty list of integers, e.g. [0, 1, 2]')
+        raise BanetError(f'{where}: seeds must be a non-empty list of integers, e.g. [0, 1, 2]')
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f'{where}: seeds must be distinct integers, got {seeds}')
+        raise BanetError(f'{where}: seeds must be distinct integers, got {seeds}')
     recipe = raw.get('recipe') or {}
     if not isinstance(recipe, dict):
-        raise ValueError(f'{where}: recipe must be a mapping of banet train options (batch_size: 128, ...)')
-    recipe = check_config_keys(recipe, _train_parser(where), f'{where}: recipe')
-    fixed = sorted(SET_BY_STUDY & set(recipe))
+        raise BanetError(f'{where}: recipe must be a mapping of banet train options (batch_size: 128, ...)')
+    fixed = sorted(SET_BY_STUDY & {str(k).replace('-', '_') for k in recipe})
     if fixed:
-        raise ValueError(f'{where}: recipe must not set {fixed}: the study sets them for each run (list the '
+        raise BanetError(f'{where}: recipe must not set {fixed}: the study sets them for each run (list the '
                          'models under variants:, the seeds under seeds:, the folders under output:/results:)')
+    recipe = from_mapping(TrainConfig, recipe, f'{where}: recipe')
+    TrainConfig(**recipe, model=variants[0]).check()
     claim = [_names(group, 'each claim group', where) for group in (raw.get('claim') or [])]
     outside = sorted({v for group in claim for v in group} - set(variants))
     if outside:
-        raise ValueError(f'{where}: claim names {outside}, which are not among the variants')
+        raise BanetError(f'{where}: claim names {outside}, which are not among the variants')
     name = str(raw.get('name') or file.stem)
     out = Path(output or raw.get('output') or Path('runs') / 'study' / name)
     res = Path(results or raw.get('results') or out / 'results')
@@ -114,51 +112,33 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
                  claim=claim)
 
 
-class _Parser(argparse.ArgumentParser):
-    """banet train's options; a bad value raises a ValueError naming the study config instead of exiting."""
-
-    def __init__(self, where: str) -> None:
-        super().__init__(prog='banet study', add_help=False, allow_abbrev=False)
-        self.where = where
-
-    def error(self, message: str):
-        raise ValueError(f'{self.where}: recipe: {message}')
+def train_config(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
+                 resume: bool = False) -> TrainConfig:
+    """The TrainConfig of one run: the recipe, then ``machine`` overrides, then the run's own names."""
+    return TrainConfig(**{**study.recipe, **(machine or {})}, model=variant, seed=seed, output=str(study.output),
+                       experiment=study.run_name(variant, seed),
+                       resume=str(study.run_dir(variant, seed)) if resume else None)
 
 
-def _train_parser(where: str) -> _Parser:
-    parser = _Parser(where)
-    add_train_args(parser)
-    return parser
-
-
-def train_args(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
-               resume: bool = False) -> argparse.Namespace:
-    """banet train's options for one run: the recipe, then ``machine`` overrides, then the run's own names.
-
-    Parsed by banet train's own parser, so a recipe value means exactly what it means in ``banet train -c``.
-    """
-    parser = _train_parser(f'study config {study.path}')
-    parser.set_defaults(**{**study.recipe, **(machine or {})})
-    argv = ['--model', variant, '--seed', str(seed), '--output', str(study.output),
-            '--experiment', study.run_name(variant, seed)]
-    if resume:
-        argv += ['--resume', str(study.run_dir(variant, seed))]
-    return parser.parse_args(argv)
-
-
-def recipe_of(args: Any) -> Dict[str, Any]:
-    """What a run computes: its resolved options less the run's names and the machine options (JSON values)."""
-    recipe = {k: v for k, v in resolved_config(args).items() if k not in SET_BY_STUDY | MACHINE_KEYS}
-    return json.loads(json.dumps(recipe))
+def recipe_of(config: TrainConfig) -> Dict[str, Any]:
+    """What a run computes: its options of kind ``recipe`` (the metadata of TrainConfig says which), as JSON values."""
+    return json.loads(json.dumps(values_of_kind(config, 'recipe')))
 
 
 def study_recipe(study: Study) -> Dict[str, Any]:
     """The recipe every run of ``study`` must have been trained with (the same for all variants and seeds)."""
-    return recipe_of(train_args(study, study.variants[0], study.seeds[0]))
+    return recipe_of(train_config(study, study.variants[0], study.seeds[0]))
+
+
+def _same_recipe(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+    """The keys whose values differ; an option newer than ``saved`` counts only if set away from its default."""
+    defaults = recipe_of(TrainConfig())
+    return sorted(k for k in set(saved) | set(current)
+                  if saved.get(k, defaults.get(k)) != current.get(k, defaults.get(k)))
 
 
 def _recipe_diff(saved: Dict[str, Any], current: Dict[str, Any]) -> str:
-    keys = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    keys = _same_recipe(saved, current)
     return ', '.join(f'{k}: {saved.get(k)!r} there, {current.get(k)!r} in the config' for k in keys)
 
 
@@ -167,16 +147,16 @@ def read_result(file: Path, recipe: Dict[str, Any], variant: str, seed: int) -> 
     try:
         result = json.loads(file.read_text())
     except ValueError as e:
-        raise ValueError(f'result file {file} is not valid JSON ({e}); delete it to run that (variant, seed) '
+        raise BanetError(f'result file {file} is not valid JSON ({e}); delete it to run that (variant, seed) '
                          'again') from e
     missing = [k for k in ('variant', 'seed', 'test_top1', 'curve', 'recipe') if k not in result]
     if missing:
-        raise ValueError(f'result file {file} lacks {missing}; delete it to run that (variant, seed) again')
+        raise BanetError(f'result file {file} lacks {missing}; delete it to run that (variant, seed) again')
     if (result['variant'], result['seed']) != (variant, seed):
-        raise ValueError(f'result file {file} holds {result["variant"]} seed {result["seed"]}, not {variant} seed '
+        raise BanetError(f'result file {file} holds {result["variant"]} seed {result["seed"]}, not {variant} seed '
                          f'{seed}: it was renamed or copied to the wrong place')
-    if result['recipe'] != recipe:
-        raise ValueError(f'result file {file} was trained with another recipe '
+    if _same_recipe(result['recipe'], recipe):
+        raise BanetError(f'result file {file} was trained with another recipe '
                          f'({_recipe_diff(result["recipe"], recipe)}); every variant must share one recipe: move '
                          'the old results away (or point results: to a new folder) and run the study again')
     return result
@@ -189,14 +169,13 @@ def _run_state(study: Study, variant: str, seed: int, recipe: Dict[str, Any]) ->
     run_dir = study.run_dir(variant, seed)
     if not (run_dir / 'last' / 'train_state.pt').is_file():
         return 'new'  # nothing worth keeping: (re)start the run in this folder
-    saved = yaml.safe_load((run_dir / 'config.yaml').read_text()) if (run_dir / 'config.yaml').is_file() else {}
-    saved = recipe_of(argparse.Namespace(**(saved or {})))
-    if saved != recipe:
-        raise ValueError(f'the run folder {run_dir} holds a checkpoint of another recipe '
+    saved = recipe_of(TrainConfig(**saved_config(run_dir)))
+    if _same_recipe(saved, recipe):
+        raise BanetError(f'the run folder {run_dir} holds a checkpoint of another recipe '
                          f'({_recipe_diff(saved, recipe)}); delete or move it to train that run afresh')
     try:
         load_train_state(run_dir)
-    except (RuntimeError, ValueError) as e:
+    except BanetError as e:
         print(f'study: cannot resume {run_dir} ({e}); it restarts from epoch 0', flush=True)
         return 'new'
     return 'resume'
@@ -207,7 +186,7 @@ def _subset(chosen: Optional[Sequence], configured: List, what: str, study: Stud
         return list(configured)
     outside = [c for c in chosen if c not in configured]
     if outside:
-        raise ValueError(f'--{what} {outside}: not in the {what} of {study.path} ({configured}); add them there')
+        raise BanetError(f'--{what} {outside}: not in the {what} of {study.path} ({configured}); add them there')
     return [c for c in configured if c in chosen]
 
 
@@ -241,7 +220,7 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _result(study: Study, args: argparse.Namespace, run_dir: Path, device: str, wall: float,
+def _result(study: Study, args: TrainConfig, run_dir: Path, device: str, wall: float,
             resumed_from: int) -> Dict[str, Any]:
     rows = MetricsLog(run_dir).read()
     if not rows:
@@ -281,7 +260,7 @@ def _result(study: Study, args: argparse.Namespace, run_dir: Path, device: str, 
 def run_one(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
             resume: bool = False) -> Path:
     """Train one (variant, seed) with banet's ``train`` (continuing its checkpoint if ``resume``); write its result."""
-    args = train_args(study, variant, seed, machine, resume)
+    args = train_config(study, variant, seed, machine, resume)
     resumed_from = int(load_train_state(study.run_dir(variant, seed))['epoch']) if resume else 0
     start = time.perf_counter()
     out = train(args)
@@ -299,10 +278,10 @@ def run_study(study: Study, variants: Optional[Sequence[str]] = None, seeds: Opt
     """
     machine = {k: v for k, v in (machine or {}).items() if v is not None}
     recipe, runs = plan(study, variants, seeds)
-    first = train_args(study, runs[0][0], runs[0][1], machine)
-    check_args(first, [first.train_split, first.val_split])  # data present, sizes valid: fail before any work
+    first = train_config(study, runs[0][0], runs[0][1], machine)
+    check_config(first, [first.train_split, first.val_split])  # data present, sizes valid: fail before any work
     if (first.device or '').startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError(f'the recipe asks for device {first.device}, but CUDA is not available here: pass '
+        raise BanetError(f'the recipe asks for device {first.device}, but CUDA is not available here: pass '
                          '--device cpu (the device is not part of the recipe)')
     todo = [(v, s, state) for v, s, state in runs if state != 'done']
     print(f'study {study.name}: {len(runs)} run(s) selected: {len(runs) - len(todo)} done, '

@@ -9,24 +9,23 @@ rebuilds the model and loads its weights. The checkpoint folders of ``banet trai
 same :func:`model_config`. :func:`load_pretrained` loads such a folder with checks and one clear error for each way
 it can be broken (missing or corrupt file, unknown model, pickle weights, weights that do not fit).
 """
-import difflib
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-import timm
+import torch
+
 from timm.data import resolve_data_config
 from timm.utils import unwrap_model
 from torch import nn
 
-from .checkpoint import PathLike, load_state_dict_file, save_json_file, save_state_dict_file
-from .layers import FusedBridgeAttention
+from ..errors import BanetError, MissingFileError
+from ..layers import FusedBridgeAttention
+from .files import PathLike, save_json_file, save_state_dict_file
+from .loader import CONFIG, WEIGHTS, find_checkpoint, load_model
 
-__all__ = ['CONFIG', 'WEIGHTS', 'EMA_WEIGHTS', 'model_config', 'per_channel_norm', 'save_pretrained', 'load_pretrained',
-           'checkpoint_folder', 'create_or_load', 'input_channels', 'label_names_of', 'model_data_config']
-
-WEIGHTS, EMA_WEIGHTS, CONFIG = 'model.safetensors', 'model_ema.safetensors', 'config.json'
-_PICKLE_SUFFIXES = ('.pth', '.pt', '.bin', '.tar', '.pkl')
+__all__ = ['model_config', 'per_channel_norm', 'save_pretrained', 'load_pretrained', 'input_channels',
+           'label_names_of', 'model_data_config', 'norm_tensors']
 # pretrained_cfg fields that say where the source weights came from; a saved folder is its own source.
 _SOURCE_KEYS = ('url', 'hf_hub_id', 'hf_hub_filename', 'hf_hub_revision', 'file', 'source', 'state_dict', 'tag',
                 'architecture', 'label_offset')
@@ -62,6 +61,11 @@ def per_channel_norm(cfg: Dict[str, Any], in_chans: int) -> Dict[str, Any]:
     return cfg
 
 
+def norm_tensors(cfg: Dict[str, Any], scale: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A data config's mean and std as (1, C, 1, 1) float tensors, times ``scale`` (255 for uint8 pixels)."""
+    return tuple(torch.tensor(cfg[k], dtype=torch.float32).view(1, -1, 1, 1) * scale for k in ('mean', 'std'))
+
+
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -84,7 +88,7 @@ def model_config(
     source = dict(getattr(model, 'pretrained_cfg', None) or {})
     architecture = source.get('architecture')
     if not architecture:
-        raise ValueError('the model has no pretrained_cfg["architecture"]: build it with timm.create_model(NAME) '
+        raise BanetError('the model has no pretrained_cfg["architecture"]: build it with timm.create_model(NAME) '
                          'so that the saved folder can name the model to rebuild')
     num_classes = model.num_classes
     if label_names is None and source.get('num_classes') == num_classes:
@@ -92,7 +96,7 @@ def model_config(
     if label_names is not None:
         label_names = [str(n) for n in label_names]
         if len(label_names) != num_classes:
-            raise ValueError(f'{len(label_names)} label names for a model with {num_classes} classes')
+            raise BanetError(f'{len(label_names)} label names for a model with {num_classes} classes')
     pretrained_cfg = {k: _jsonable(v) for k, v in source.items()
                       if k not in _SOURCE_KEYS and k not in ('label_names', 'label_descriptions') and v is not None}
     data = model_data_config(model) if data_config is None else data_config
@@ -101,7 +105,7 @@ def model_config(
     pretrained_cfg.update({k: _jsonable(v) for k, v in data.items() if v is not None})
     in_chans = input_channels(model)
     if pretrained_cfg['input_size'][0] != in_chans:
-        raise ValueError(f'the data config gives {pretrained_cfg["input_size"][0]}-channel input to a model that '
+        raise BanetError(f'the data config gives {pretrained_cfg["input_size"][0]}-channel input to a model that '
                          f'takes {in_chans} channels')
     pretrained_cfg.update(num_classes=num_classes, custom_load=False)
     # the construction arguments timm's create_model recorded, less the drop rates (they only matter in training)
@@ -111,7 +115,7 @@ def model_config(
         try:
             json.dumps(value)
         except (TypeError, ValueError) as e:
-            raise ValueError(f'model argument {key}={value!r} cannot be saved in config.json') from e
+            raise BanetError(f'model argument {key}={value!r} cannot be saved in config.json') from e
     config = {'architecture': architecture, 'num_classes': num_classes, 'in_chans': in_chans,
               'num_features': getattr(model, 'num_features', None), 'model_args': model_args}
     if label_names is not None:
@@ -135,7 +139,7 @@ def save_pretrained(
     """
     model = unwrap_model(model)
     if any(isinstance(m, FusedBridgeAttention) for m in model.modules()):
-        raise ValueError('the model is fused (banet.fuse): save the unfused model and fuse it after loading')
+        raise BanetError('the model is fused (banet.fuse): save the unfused model and fuse it after loading')
     config = model_config(model, data_config, label_names, **extra)
     directory = Path(directory)
     save_state_dict_file(model.state_dict(), directory / WEIGHTS)
@@ -143,101 +147,18 @@ def save_pretrained(
     return directory
 
 
-def checkpoint_folder(path: PathLike) -> Path:
-    """The folder holding ``config.json``: ``path`` itself, or a run folder's ``best/`` (else ``last/``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f'no such checkpoint folder: {path}')
-    if not path.is_dir():
-        raise ValueError(f'{path} is a file; give the folder holding {CONFIG} and {WEIGHTS} '
-                         '(written by banet.save_pretrained or banet train)')
-    for folder in (path, path / 'best', path / 'last'):
-        if (folder / CONFIG).is_file():
-            return folder
-    raise FileNotFoundError(f'{path} holds no {CONFIG} (nor best/ or last/): give a folder written by '
-                            'banet.save_pretrained or a banet train run folder')
-
-
-def _read_config(folder: Path) -> Dict[str, Any]:
-    try:
-        config = json.loads((folder / CONFIG).read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f'{folder / CONFIG} is not valid JSON ({e}); save the model again') from e
-    if not isinstance(config, dict) or not isinstance(config.get('architecture'), str):
-        raise ValueError(f'{folder / CONFIG} does not name an "architecture"; it is not a model config')
-    name = config['architecture']
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
-        hint = f' (close: {", ".join(close)})' if close else ''
-        raise ValueError(f'{folder / CONFIG} names the unknown model {name!r}{hint}: import the package that '
-                         'registers it (import banet), or fix "architecture"')
-    return config
-
-
-def _weights_file(folder: Path, use_ema: bool, trust_pickle: bool) -> Path:
-    name = EMA_WEIGHTS if use_ema else WEIGHTS
-    if (folder / name).is_file():
-        return folder / name
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES and p.is_file())
-    if pickles and not use_ema:
-        if trust_pickle:
-            return folder / pickles[0]
-        raise ValueError(f'{folder} has no {WEIGHTS}, only the pickle {pickles[0]}; only safetensors are loaded '
-                         f'by default. Convert it with save_pretrained, or pass --trust-pickle (trust_pickle=True) '
-                         'if you trust its source')
-    hint = ' (was the run trained with --model-ema?)' if use_ema else ''
-    raise FileNotFoundError(f'{folder} has {CONFIG} but no {name}{hint}')
-
-
 def load_pretrained(path: PathLike, use_ema: bool = False, trust_pickle: bool = False) -> nn.Module:
     """Rebuild and load the model of a folder written by :func:`save_pretrained` or ``banet train``.
 
     ``path`` may be a run folder (its ``best/``, else ``last/``, is used). The model is built through timm's
     ``local-dir:`` source, so ``model.pretrained_cfg`` carries the saved preprocessing and ``label_names``;
-    it is returned in eval mode.
+    it is returned in eval mode. :func:`banet.io.load_model` accepts bare weights and official checkpoints too.
     """
-    folder = checkpoint_folder(path)
-    config = _read_config(folder)
-    weights = _weights_file(folder, use_ema, trust_pickle)
-    state_dict = load_state_dict_file(weights, trust_pickle=trust_pickle)
-    model = timm.create_model(f'local-dir:{folder}', pretrained=False)
-    expected = model.state_dict()
-    missing = sorted(expected.keys() - state_dict.keys())
-    unexpected = sorted(state_dict.keys() - expected.keys())
-    wrong = sorted(k for k in expected.keys() & state_dict.keys() if expected[k].shape != state_dict[k].shape)
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f'{weights} does not fit {config["architecture"]} as {folder / CONFIG} describes it '
-            f'(num_classes {model.num_classes}, in_chans {input_channels(model)}): missing {missing[:3]}, '
-            f'unexpected {unexpected[:3]}, wrong shape {wrong[:3]}')
-    model.load_state_dict(state_dict)
-    return model.eval()
-
-
-def create_or_load(model: Optional[str] = None, checkpoint: Optional[PathLike] = None,
-                   use_ema: bool = False, trust_pickle: bool = False) -> nn.Module:
-    """The model a command works on, in eval mode: a checkpoint folder, or a registered name (random weights).
-
-    ``model`` may itself be a folder (or ``local-dir:FOLDER``); with ``checkpoint``, a name must match the
-    checkpoint's architecture.
-    """
-    if model and model.startswith('local-dir:'):
-        model, checkpoint = None, checkpoint or model[len('local-dir:'):]
-    elif model and checkpoint is None and (Path(model).is_dir() or any(c in model for c in '/\\')):
-        model, checkpoint = None, model
-    if checkpoint is not None:
-        net = load_pretrained(checkpoint, use_ema, trust_pickle)
-        if model and model != net.pretrained_cfg.get('architecture'):
-            raise ValueError(f'--model {model} does not match the checkpoint\'s architecture '
-                             f'{net.pretrained_cfg.get("architecture")}; leave --model out')
-        return net
-    if not model:
-        raise ValueError('give --model NAME or a checkpoint folder')
-    if not timm.is_model(model):
-        close = difflib.get_close_matches(model, timm.list_models(), n=3)
-        raise ValueError(f'unknown model {model!r}' + (f' (close: {", ".join(close)})' if close else '')
-                         + '; or give a checkpoint folder')
-    return timm.create_model(model).eval()
+    weights, config = find_checkpoint(path, use_ema, trust_pickle)
+    if config is None:
+        raise MissingFileError(f'{path} holds no {CONFIG} (nor best/ or last/): give a folder written by '
+                               'banet.save_pretrained or a banet train run folder')
+    return load_model(path, use_ema=use_ema, trust_pickle=trust_pickle)
 
 
 def label_names_of(model: nn.Module) -> Optional[list]:

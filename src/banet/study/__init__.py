@@ -1,0 +1,5 @@
+"""Studies: several models x seeds under one training recipe (run.py) and their report (report.py)."""
+from .report import write_report
+from .run import Study, load_study, run_study
+
+__all__ = ['Study', 'load_study', 'run_study', 'write_report']
