@@ -14,7 +14,7 @@ from PIL import Image
 
 import banet
 from banet.cli import main
-from banet.config import KINDS
+from banet.config import KINDS, from_mapping
 from banet.errors import BanetError
 from banet.io import find_checkpoint, load_model, load_weights, read_checkpoint, save_state_dict_file
 from banet.train import TrainConfig, ValidateConfig, precision as precision_mod, train, validate
@@ -48,9 +48,11 @@ def test_bad_config_values_name_the_key(tmp_path):
     recipe = tmp_path / 'r.yaml'
     recipe.write_text('model: resnet20_cifar\nepochs: many\n')
     with pytest.raises(BanetError, match="argument --epochs: invalid int value: 'many'"):
-        train_config('-c', str(recipe))
-    recipe.write_text('model: resnet20_cifar\nlearning_rate: 0.1\n')
+        from_mapping(TrainConfig, {'epochs': 'many'}, 'r.yaml')
+    assert from_mapping(TrainConfig, {'lr': '1e-3', 'amp': 'auto'}, 'r.yaml') == {'lr': 1e-3, 'amp': 'auto'}
     with pytest.raises(BanetError, match=r"unknown key\(s\) \['learning_rate'\]"):
+        from_mapping(TrainConfig, {'learning_rate': 0.1}, 'r.yaml')
+    with pytest.raises(SystemExit):  # on the command line a bad config file is a usage error
         train_config('-c', str(recipe))
 
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
+
 from ..errors import BanetError, MissingFileError
 
 __all__ = ['atomic_write', 'load_state_dict_file', 'save_json_file', 'save_state_dict_file', 'save_torch_file']

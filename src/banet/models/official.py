@@ -14,6 +14,7 @@ import re
 from typing import Any, Dict, Mapping
 
 import torch
+
 from ..errors import BanetError
 
 __all__ = ['convert_official', 'detect_layout', 'unwrap_state_dict', 'LAYOUT_VERSION']

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from timm.utils import accuracy, dispatch_clip_grad
 from torch import nn
 from tqdm import tqdm
+
 from ..errors import BanetError
 
 __all__ = ['StepConfig', 'NonFiniteLossError', 'train_one_epoch', 'evaluate']

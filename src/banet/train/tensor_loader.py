@@ -9,7 +9,9 @@ gradient accumulation. Saving the generator's state between epochs makes a resum
 from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
+
 from ..errors import BanetError
+from ..io import norm_tensors
 
 __all__ = ['TensorLoader', 'batch_pad_crop_flip']
 
@@ -58,8 +60,7 @@ class TensorLoader:
         self.batch_size, self.train, self.pad, self.hflip = batch_size, train, pad, hflip
         self.rank, self.world_size, self.accum_steps = rank, world_size, accum_steps
         self.device = device or torch.device('cpu')
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255
+        self.mean, self.std = norm_tensors({'mean': mean, 'std': std}, scale=255)  # uint8 pixel units
         self.generator = torch.Generator().manual_seed(seed)
         self.step_size = batch_size * world_size * accum_steps
         if train and len(images) < self.step_size:

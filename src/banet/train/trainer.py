@@ -218,6 +218,8 @@ def _train(args: TrainConfig, spec: DataSpec, info: DistInfo) -> Dict[str, Any]:
     for epoch in range(start_epoch, num_epochs):
         if isinstance(getattr(train_loader, 'sampler', None), DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
+        if hasattr(getattr(train_loader, 'dataset', None), 'set_epoch'):  # timm's streamed readers reshuffle
+            train_loader.dataset.set_epoch(epoch)
         stats = train_one_epoch(epoch + 1, net, train_loader, criterion, optimizer, scheduler, step_cfg, ema,
                                 num_updates)
         num_updates = stats.pop('num_updates')
