@@ -20,7 +20,7 @@ import yaml
 
 from .errors import BanetError, MissingFileError
 
-__all__ = ['KINDS', 'AUTO', 'Switch', 'option', 'add_options', 'from_mapping', 'parse_config', 'values_of_kind',
+__all__ = ['KINDS', 'AUTO', 'Switch', 'parse_switch', 'option', 'add_options', 'from_mapping', 'parse_config', 'values_of_kind',
            'read_yaml_mapping', 'config_dict']
 
 KINDS = ('recipe', 'machine', 'run')
@@ -68,7 +68,7 @@ def _is_switch(tp: Any) -> bool:
     return _base(tp) == Switch
 
 
-def _parse_switch(text: Any) -> Switch:
+def parse_switch(text: Any) -> Switch:
     value = str(text).lower()
     if value in ('auto',):
         return AUTO
@@ -103,7 +103,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] 
         kw: Dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=meta['help'] + _default_text(default))
         base = _base(tp)
         if _is_switch(tp):
-            kw.update(nargs='?', const=True, type=_parse_switch, metavar='auto|true|false')
+            kw.update(nargs='?', const=True, type=parse_switch, metavar='auto|true|false')
             target.add_argument(*names, **kw)
             target.add_argument('--no-' + f.name.replace('_', '-'), dest=f.name, action='store_false',
                                 default=argparse.SUPPRESS, help=f'turn --{f.name.replace("_", "-")} off')
@@ -137,7 +137,7 @@ def _convert(name: str, tp: Any, value: Any, where: str) -> Any:
     base = _base(tp)
     try:
         if _is_switch(tp):
-            return value if isinstance(value, bool) else _parse_switch(value)
+            return value if isinstance(value, bool) else parse_switch(value)
         if base is bool:
             if not isinstance(value, bool):
                 raise TypeError

@@ -1,7 +1,9 @@
 """``banet benchmark``: interleaved, repeated speed and memory measurements."""
 import argparse
 
+from ..config import parse_switch
 from ..measure.benchmark import BenchConfig, markdown, run_benchmark, write_report
+from ..train.options import COMPILE_MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,10 +17,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--mode', choices=('train', 'infer'), default='train')
     p.add_argument('-b', '--batch-size', type=int, default=16)
     p.add_argument('--img-size', type=int, default=224)
-    p.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'), default='float32',
-                   help='autocast dtype (float32: no autocast)')
-    p.add_argument('--channels-last', action='store_true')
-    p.add_argument('--compile', action='store_true', help='torch.compile each model')
+    p.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16', 'auto'), default='float32',
+                   help='autocast dtype (float32: no autocast; auto: what banet train\'s amp: auto picks here)')
+    p.add_argument('--channels-last', nargs='?', const=True, default=False, type=parse_switch,
+                   metavar='auto|true|false', help='channels_last memory format (auto: with autocast only)')
+    p.add_argument('--compile', action='store_true',
+                   help='torch.compile each model (its first call, the compilation, is reported apart)')
+    p.add_argument('--compile-mode', default='default', choices=COMPILE_MODES, help='torch.compile mode')
     p.add_argument('--fuse', action='store_true', help='inference: fold conv-BN pairs and bridges (banet.fuse)')
     p.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
     p.add_argument('--warmup', type=int, default=2, help='untimed steps per model first')
@@ -36,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = BenchConfig(
         mode=args.mode, batch_size=args.batch_size, img_size=args.img_size, dtype=args.dtype,
-        channels_last=args.channels_last, compile=args.compile, fuse=args.fuse, device=args.device,
-        warmup=args.warmup, repeats=args.repeats, iters=args.iters, reference=args.reference)
+        channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode, fuse=args.fuse,
+        device=args.device, warmup=args.warmup, repeats=args.repeats, iters=args.iters, reference=args.reference)
     report = run_benchmark(args.models, cfg)
     print(markdown(report))
     if args.output:

@@ -4,9 +4,9 @@ import argparse
 import timm
 
 from ..errors import BanetError
-from ..io import check_model_name, fit_report, load_state_dict_file, save_state_dict_file
+from ..io import check_model_name, fit_report, read_checkpoint, save_state_dict_file
 from ..layers import BridgeAttention
-from ..models.official import LAYOUT_VERSION, convert_official, detect_layout, unwrap_state_dict
+from ..models.official import LAYOUT_VERSION, detect_layout
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +27,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.endswith('.safetensors'):
         raise BanetError(f'--out must end in .safetensors, got {args.out!r}')
     check_model_name(args.model, ': see timm.list_models("ba*")')
-    sd = unwrap_state_dict(load_state_dict_file(args.src, trust_pickle=args.trust_pickle))
-    layout = detect_layout(sd)
-    num_classes = args.num_classes or (sd['fc.weight'].shape[0] if 'fc.weight' in sd else 1000)
+    ckpt = read_checkpoint(args.src, trust_pickle=args.trust_pickle)  # the one loader: found, read, converted
+    layout, converted = ckpt.layout, ckpt.state_dict
+    if layout == 'timm':
+        detect_layout(converted)  # raises: no bridge-attention weights in it
+    num_classes = args.num_classes or (converted['fc.weight'].shape[0] if 'fc.weight' in converted else 1000)
     model = timm.create_model(args.model, num_classes=num_classes)
     want = LAYOUT_VERSION[layout]
     have = next(m.version for m in model.modules() if isinstance(m, BridgeAttention))
@@ -37,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
         raise BanetError(
             f'{args.src} is a BA{want} checkpoint (layout {layout}) but {args.model} uses BA{have} bridges: '
             f'choose a {"bav1_" if want == "v1" else "ba_"}resnet* model')
-    converted = convert_official(sd)
     missing, unexpected, wrong = fit_report(model, converted)
     if missing or unexpected or wrong:
         raise BanetError(

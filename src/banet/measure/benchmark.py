@@ -4,26 +4,25 @@ Models are measured interleaved (A B C A B C …) after a warm-up, so slow drift
 them alike; each repeat times ``iters`` steps and the report gives the median and min–max per step, images/s and
 the ratio of each model's median to the reference model's.
 """
-import contextlib
 import os
 import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import timm
 import torch
 from torch import nn
 
 from ..errors import BanetError
-from ..train.precision import cpu_has_native_bf16
-from ..io.figures import pyplot, save_figure
-from ..io import atomic_write, check_model_names, save_json_file
+from ..io import atomic_write, check_model_names, pyplot, save_figure, save_json_file
 from ..models.fusion import fuse as fuse_model
+from ..train.precision import Precision, cpu_has_native_bf16, resolve_precision
 
-__all__ = ['BenchConfig', 'build_step', 'time_interleaved', 'run_benchmark', 'write_report', 'machine_info']
+__all__ = ['BenchConfig', 'precision_of', 'build_step', 'first_call_seconds', 'time_interleaved', 'run_benchmark',
+           'write_report', 'machine_info']
 
 _DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
@@ -34,9 +33,10 @@ class BenchConfig:
     mode: str = 'train'                 # 'train' (forward + backward + SGD step) or 'infer'
     batch_size: int = 16
     img_size: int = 224
-    dtype: str = 'float32'              # autocast dtype; float32 = no autocast
-    channels_last: bool = False
+    dtype: str = 'float32'              # autocast dtype; float32 = no autocast; auto = what train's amp: auto picks
+    channels_last: Union[bool, str] = False  # or 'auto': with autocast only
     compile: bool = False
+    compile_mode: str = 'default'       # torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune
     fuse: bool = False                  # inference only: banet.fuse (conv-BN and bridges folded)
     device: str = 'cpu'
     warmup: int = 2
@@ -49,8 +49,8 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.mode not in ('train', 'infer'):
             raise BanetError(f"mode must be 'train' or 'infer', got {self.mode!r}")
-        if self.dtype not in _DTYPES:
-            raise BanetError(f'dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}')
+        if self.dtype not in (*_DTYPES, 'auto'):
+            raise BanetError(f'dtype must be auto or one of {sorted(_DTYPES)}, got {self.dtype!r}')
         if self.fuse and self.mode == 'train':
             raise BanetError('--fuse folds norms for inference: use it with --mode infer')
         if self.device.startswith('cuda') and not torch.cuda.is_available():
@@ -66,22 +66,31 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def precision_of(cfg: BenchConfig) -> Precision:
+    """The autocast dtype and memory format a benchmark runs with: train's own decision (``auto`` included)."""
+    amp = 'auto' if cfg.dtype == 'auto' else cfg.dtype != 'float32'
+    return resolve_precision(amp, cfg.dtype if cfg.dtype in ('bfloat16', 'float16') else 'bfloat16',
+                             cfg.channels_last, torch.device(cfg.device))
+
+
 def build_step(model: nn.Module, cfg: BenchConfig) -> Callable[[], None]:
     """One inference or training step of ``model`` on a fixed random batch, as configured."""
     device = torch.device(cfg.device)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    precision = precision_of(cfg)
+    memory_format = torch.channels_last if precision.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     if cfg.fuse:
         model = fuse_model(model)
     model.train(cfg.mode == 'train')
-    run = torch.compile(model) if cfg.compile else model
+    run = model
+    if cfg.compile:
+        run = torch.compile(model, mode=None if cfg.compile_mode == 'default' else cfg.compile_mode)
     x = torch.randn(cfg.batch_size, model.in_chans, cfg.img_size, cfg.img_size, device=device)
     x = x.contiguous(memory_format=memory_format)
-    amp = (torch.autocast(device.type, dtype=_DTYPES[cfg.dtype]) if cfg.dtype != 'float32'
-           else contextlib.nullcontext())
+    autocast = precision.autocast(device)
     if cfg.mode == 'infer':
         def step() -> None:
-            with torch.inference_mode(), amp:
+            with torch.inference_mode(), autocast():
                 run(x)
         return step
     target = torch.randint(0, getattr(model, 'num_classes', cfg.num_classes), (cfg.batch_size,), device=device)
@@ -89,11 +98,23 @@ def build_step(model: nn.Module, cfg: BenchConfig) -> Callable[[], None]:
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with amp:
+        with autocast():
             loss = nn.functional.cross_entropy(run(x), target)
         loss.backward()
         optimizer.step()
     return step
+
+
+def first_call_seconds(steps: Dict[str, Callable[[], None]], device: str) -> Dict[str, float]:
+    """Time one first call of each step: with ``torch.compile`` this is the compilation, reported apart."""
+    first = {}
+    for name, step in steps.items():
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        first[name] = time.perf_counter() - start
+    return first
 
 
 def time_interleaved(steps: Dict[str, Callable[[], None]], cfg: BenchConfig) -> Dict[str, List[float]]:
@@ -166,6 +187,7 @@ def run_benchmark(models: Sequence[str], cfg: BenchConfig,
         torch.manual_seed(0)
         model = factories[name]() if name in factories else timm.create_model(name, num_classes=cfg.num_classes)
         steps[name] = build_step(model, cfg)
+    first = first_call_seconds(steps, cfg.device)
     times = time_interleaved(steps, cfg)
     ref_median = statistics.median(times[reference])
     rows = []
@@ -174,23 +196,27 @@ def run_benchmark(models: Sequence[str], cfg: BenchConfig,
         rows.append({
             'model': name, 'median_ms': median * 1e3, 'min_ms': min(times[name]) * 1e3,
             'max_ms': max(times[name]) * 1e3, 'img_per_s': cfg.batch_size / median,
-            'ratio': median / ref_median, **_memory_mib(steps[name], cfg),
+            'ratio': median / ref_median, 'first_call_s': first[name], **_memory_mib(steps[name], cfg),
         })
-    return {'config': asdict(cfg) | {'reference': reference}, 'machine': machine_info(cfg.device), 'results': rows}
+    precision = precision_of(cfg)
+    return {'config': asdict(cfg) | {'reference': reference, 'precision': precision.describe()},
+            'machine': machine_info(cfg.device), 'results': rows}
 
 
 def markdown(report: Dict) -> str:
     """A markdown table of a :func:`run_benchmark` report."""
     c = report['config']
-    head = (f"{c['mode']} step, batch {c['batch_size']}, {c['img_size']} px, {c['dtype']}, "
-            f"channels_last={c['channels_last']}, compile={c['compile']}, fuse={c['fuse']}, device {c['device']}; "
+    compiled = f"compile={c['compile']}" + (f" ({c['compile_mode']})" if c['compile'] else '')
+    head = (f"{c['mode']} step, batch {c['batch_size']}, {c['img_size']} px, {c['precision']}, {compiled}, "
+            f"fuse={c['fuse']}, device {c['device']} ({report['machine']['cpu']}, {report['machine']['cpu_flags']}); "
             f"{c['repeats']} interleaved repeats × {c['iters']} steps after {c['warmup']} warm-up")
-    lines = [head, '', f"| model | median ms/step | min–max ms | img/s | × {c['reference']} | saved MiB | peak MiB |",
-             '|---|---:|---:|---:|---:|---:|---:|']
+    lines = [head, '', f"| model | median ms/step | min–max ms | img/s | × {c['reference']} | first call s | "
+                       "saved MiB | peak MiB |", '|---|---:|---:|---:|---:|---:|---:|---:|']
     fmt = lambda v: '–' if v is None else f'{v:.0f}'  # noqa: E731
     for r in report['results']:
         lines.append(f"| `{r['model']}` | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
-                     f"{r['img_per_s']:.1f} | {r['ratio']:.3f} | {fmt(r['saved_mib'])} | {fmt(r['peak_mem_mib'])} |")
+                     f"{r['img_per_s']:.1f} | {r['ratio']:.3f} | {r['first_call_s']:.2f} | {fmt(r['saved_mib'])} | "
+                     f"{fmt(r['peak_mem_mib'])} |")
     return '\n'.join(lines)
 
 
