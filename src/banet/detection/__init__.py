@@ -1,4 +1,4 @@
-"""Bridge-attention backbones in torchvision's detectors, with COCO-layout data and COCO metrics."""
+"""Bridge-attention backbones in torchvision's detectors, with COCO data, COCO metrics and an offline demo set."""
 try:
     import pycocotools  # noqa: F401  (a clear message when the optional dependency is missing)
 except ImportError as e:
@@ -13,10 +13,11 @@ from .errors import DataError
 from .evaluate import evaluate_detector, to_coco_results
 from .features import TimmFeatures, WeightsReport
 from .metrics import coco_metrics
+from .scenes import CATEGORIES, make_scenes, read_idx
 
 __all__ = [
-    'ARCHS', 'CocoDetectionDataset', 'DataError', 'TimmFPN', 'TimmFeatures', 'WeightsReport',
+    'ARCHS', 'CATEGORIES', 'CocoDetectionDataset', 'DataError', 'TimmFPN', 'TimmFeatures', 'WeightsReport',
     'build_loader', 'coco_metrics', 'coco_paths', 'collate_detection', 'create_detector', 'evaluate_detector',
-    'load_coco', 'semantic_mask', 'to_coco_results', 'train_one_epoch',
+    'load_coco', 'make_scenes', 'read_idx', 'semantic_mask', 'to_coco_results', 'train_one_epoch',
     'train_transforms',
 ]
