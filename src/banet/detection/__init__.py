@@ -1,0 +1,23 @@
+"""Bridge-attention backbones in torchvision's detectors, with COCO data, COCO metrics and an offline demo set."""
+try:
+    import pycocotools  # noqa: F401  (a clear message when the optional dependency is missing)
+except ImportError as e:
+    raise ImportError("banet.detection needs pycocotools: pip install 'banet[detection]'") from e
+
+from .backbone import TimmFPN
+from .builders import ARCHS, create_detector
+from .data import (CocoDetectionDataset, build_loader, coco_paths, collate_detection, load_coco, semantic_mask,
+                   train_transforms)
+from .engine import train_one_epoch
+from .errors import DataError
+from .evaluate import evaluate_detector, to_coco_results
+from .features import TimmFeatures, WeightsReport
+from .metrics import coco_metrics
+from .scenes import CATEGORIES, make_scenes, read_idx
+
+__all__ = [
+    'ARCHS', 'CATEGORIES', 'CocoDetectionDataset', 'DataError', 'TimmFPN', 'TimmFeatures', 'WeightsReport',
+    'build_loader', 'coco_metrics', 'coco_paths', 'collate_detection', 'create_detector', 'evaluate_detector',
+    'load_coco', 'make_scenes', 'read_idx', 'semantic_mask', 'to_coco_results', 'train_one_epoch',
+    'train_transforms',
+]
