@@ -187,3 +187,14 @@ def test_webdataset_shards_train_through_timm(tmp_path):
                                workers=0, progress=False, threads=1, output=str(tmp_path / 'runs'),
                                experiment='w'))
     assert result['val_top1'] >= 0 and (tmp_path / 'runs/w/last/model.safetensors').is_file()
+
+
+def test_timm_loads_an_official_checkpoint_through_its_own_pretrained_path(tmp_path):
+    official = randomize_(OfficialResNet('bav1', [2, 2, 2, 2], False, 5))
+    path = tmp_path / 'bav1_resnet18.pth'
+    torch.save({'state_dict': {f'module.{k}': v for k, v in official.state_dict().items()}}, path)
+    model = timm.create_model('bav1_resnet18', pretrained=True, num_classes=5,
+                              pretrained_cfg_overlay=dict(file=str(path), num_classes=5)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), official.eval()(x), atol=1e-4, rtol=1e-4)

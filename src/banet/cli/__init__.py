@@ -5,9 +5,9 @@ import sys
 from typing import List, Optional
 
 from ..errors import BanetError
-from . import benchmark, convert, export, inspect, predict, profile, study, train, validate
+from . import benchmark, convert, detect, export, inspect, predict, profile, study, train, validate
 
-COMMANDS = [train, validate, convert, profile, benchmark, study, export, predict, inspect]
+COMMANDS = [train, validate, convert, profile, benchmark, study, export, predict, inspect, detect]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BanetError as e:
         if args.debug or os.environ.get('BANET_DEBUG', '') not in ('', '0'):
             raise
-        message = str(e)
-        if '\nOriginal Traceback' in message:  # raised in a DataLoader worker: PyTorch prepends the worker's stack
-            message = message.rstrip().splitlines()[-1].split(': ', 1)[-1]
-        print(f'banet {args.command}: error: {message}', file=sys.stderr)
+        print(f'banet {args.command}: error: {e}', file=sys.stderr)
         return 2
 
 

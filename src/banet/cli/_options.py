@@ -3,9 +3,8 @@ import argparse
 from pathlib import Path
 from typing import Type, TypeVar
 
-from ..config import add_options, from_mapping, parse_config
+from ..config import add_options, parse_config
 from ..errors import BanetError
-from ..train.trainer import saved_config
 
 C = TypeVar('C')
 
@@ -19,12 +18,12 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def config_from_args(cls: Type[C], args: argparse.Namespace) -> C:
     """The config the command line describes: defaults < a resumed run's config.yaml < -c files < options."""
-    base = {}
+    files = list(args.config)
     resume = getattr(args, 'resume', None)
     if resume and (Path(resume) / 'config.yaml').is_file():
-        base = {k: v for k, v in saved_config(Path(resume)).items() if k != 'resume'}
+        files.insert(0, Path(resume) / 'config.yaml')  # the run's own options first; it keeps its own folder
     try:  # a bad config file is a usage error, reported by argparse (usage + one line, exit status 2)
-        config = parse_config(cls, args, args.config, base=from_mapping(cls, base, f'{resume}/config.yaml'))
+        config = parse_config(cls, args, files)
     except BanetError as e:
         args.parser.error(str(e))
     config.check()

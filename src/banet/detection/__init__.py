@@ -13,11 +13,15 @@ from .errors import DataError
 from .evaluate import evaluate_detector, to_coco_results
 from .features import TimmFeatures, WeightsReport
 from .metrics import coco_metrics
+from .options import DetectTrainConfig, DetectValidateConfig
+from .predict import detect_files
 from .scenes import CATEGORIES, make_scenes, read_idx
+from .trainer import load_detector, train_detector, validate_detector
 
 __all__ = [
     'ARCHS', 'CATEGORIES', 'CocoDetectionDataset', 'DataError', 'TimmFPN', 'TimmFeatures', 'WeightsReport',
     'build_loader', 'coco_metrics', 'coco_paths', 'collate_detection', 'create_detector', 'evaluate_detector',
     'load_coco', 'make_scenes', 'read_idx', 'semantic_mask', 'to_coco_results', 'train_one_epoch',
-    'train_transforms',
+    'train_transforms', 'DetectTrainConfig', 'DetectValidateConfig', 'detect_files', 'load_detector',
+    'train_detector', 'validate_detector',
 ]

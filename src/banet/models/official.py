@@ -17,7 +17,7 @@ import torch
 
 from ..errors import BanetError
 
-__all__ = ['convert_official', 'detect_layout', 'unwrap_state_dict', 'LAYOUT_VERSION']
+__all__ = ['convert_official', 'detect_layout', 'unwrap_state_dict', 'checkpoint_filter_fn', 'LAYOUT_VERSION']
 
 #: BA version (banet ``ba_version``) of each layout; ``banet`` is already converted.
 LAYOUT_VERSION = {'bav1': 'v1', 'bav2_v1': 'v1', 'bav2_v2_1': 'v2', 'banet': None}
@@ -104,3 +104,11 @@ def convert_official(state_dict: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
         if m:
             n_pre[m.group(1)] = max(n_pre.get(m.group(1), 0), int(m.group(2)) + 1)
     return {_convert_key(layout, k, n_pre): v for k, v in sd.items()}
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: Any = None) -> Dict[str, torch.Tensor]:
+    """timm's ``pretrained_filter_fn`` for the BA ResNets: an official checkpoint (any layout, wrapped or prefixed)
+    becomes banet's layout on timm's own loading path, e.g.
+    ``timm.create_model('ba_resnet50', pretrained=True, pretrained_cfg_overlay=dict(file='official.pth.tar'))``."""
+    sd = unwrap_state_dict(state_dict)
+    return convert_official(sd) if any('.ba.' in k for k in sd) else sd

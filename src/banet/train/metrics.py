@@ -1,12 +1,12 @@
 """Per-epoch metrics: a CSV file, optional TensorBoard, and a PNG of the curves."""
 import csv
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BanetError
 from ..io.figures import pyplot, save_figure
 
-__all__ = ['MetricsLog', 'plot_metrics']
+__all__ = ['MetricsLog', 'plot_metrics', 'CLASSIFICATION_PANELS']
 
 
 class MetricsLog:
@@ -54,21 +54,24 @@ class MetricsLog:
             self.writer.close()
 
 
-def plot_metrics(csv_path: Path, png_path: Path) -> Optional[Path]:
-    """Loss and accuracy against epoch from ``metrics.csv`` (None when it has no rows)."""
+CLASSIFICATION_PANELS = (('loss', ('train_loss', 'val_loss')), ('validation accuracy (%)', ('val_top1', 'val_top5')))
+
+
+def plot_metrics(csv_path: Path, png_path: Path,
+                 panels: Sequence[Tuple[str, Sequence[str]]] = CLASSIFICATION_PANELS) -> Optional[Path]:
+    """One panel per ``(title, columns)`` of ``metrics.csv`` against epoch (None when it has no rows); columns
+    absent from the file are skipped, empty cells (epochs without validation) left out."""
     with open(csv_path, newline='') as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return None
-    epoch = [int(r['epoch']) for r in rows]
-    fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(10, 4))
-    for key, label in (('train_loss', 'train'), ('val_loss', 'validation')):
-        ax_loss.plot(epoch, [float(r[key]) for r in rows], marker='o', label=label)
-    ax_loss.set(xlabel='epoch', ylabel='loss', title='loss')
-    ax_loss.legend()
-    for key in ('val_top1', 'val_top5'):
-        ax_acc.plot(epoch, [float(r[key]) for r in rows], marker='o', label=key[4:])
-    ax_acc.set(xlabel='epoch', ylabel='accuracy (%)', title='validation accuracy')
-    ax_acc.legend()
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (title, columns) in zip(axes, panels):
+        for key in (c for c in columns if c in rows[0]):
+            points = [(int(r['epoch']), float(r[key])) for r in rows if r[key] not in ('', 'nan')]
+            if points:
+                ax.plot(*zip(*points), marker='o', label=key)
+        ax.set(xlabel='epoch', title=title)
+        ax.legend()
     fig.tight_layout()
     return save_figure(fig, png_path)

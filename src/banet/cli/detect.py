@@ -1,0 +1,54 @@
+"""``banet detect train|validate|predict``: torchvision detectors over BA (or any timm) backbones on COCO data."""
+import argparse
+import json
+
+from ._options import add_config_options, config_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'detect', help='object detection: train, validate (COCO AP) and predict with BA backbones',
+        description='Faster/Mask R-CNN, RetinaNet and FCOS (torchvision) with an FPN over a timm backbone, on data '
+                    'in the COCO layout (DIR/annotations/instances_SPLIT.json, DIR/SPLIT/). See docs/detection.md.')
+    actions = p.add_subparsers(dest='action', required=True, metavar='ACTION')
+    from ..detection.options import DetectTrainConfig, DetectValidateConfig
+    t = actions.add_parser('train', help='train a detector (run folder with best/, last/, metrics.csv, exact resume)')
+    add_config_options(t, DetectTrainConfig)
+    t.set_defaults(run=_train, parser=t, cls=DetectTrainConfig)
+    v = actions.add_parser('validate', help='COCO box/mask AP of a checkpoint, written as JSON')
+    add_config_options(v, DetectValidateConfig)
+    v.set_defaults(run=_validate, parser=v, cls=DetectValidateConfig)
+    d = actions.add_parser('predict', help='draw the detections of a checkpoint on images (PNGs)')
+    d.add_argument('inputs', nargs='+', metavar='IMAGE|FOLDER', help='image files and/or folders')
+    d.add_argument('--checkpoint', required=True, help='a banet detect train run folder (best/ is used)')
+    d.add_argument('--output-dir', default='detections', help='folder for the drawn PNGs (default ./detections)')
+    d.add_argument('--score-thresh', type=float, default=0.5, help='keep detections scoring at least this')
+    d.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    d.set_defaults(run=_predict)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..detection.trainer import train_detector
+    train_detector(config_from_args(args.cls, args))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ..detection.trainer import validate_detector
+    result = validate_detector(config_from_args(args.cls, args))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+    from ..deploy.predict import collect_files
+    from ..detection.predict import detect_files
+    from ..detection.trainer import load_detector
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_detector(args.checkpoint)
+    for r in detect_files(model, collect_files(args.inputs), args.output_dir, args.score_thresh):
+        shown = ', '.join(f'{d["label"]} {d["score"]:.2f}' for d in r['detections']) or 'nothing'
+        print(f'{r["file"]}: {shown} -> {r["output"]}')
+    return 0

@@ -1,0 +1,225 @@
+"""Training, validation and loading of detectors: a run folder like ``banet train``'s, with exact resume.
+
+``RUN/config.yaml`` (the options), ``RUN/last/`` and ``RUN/best/`` (``model.safetensors`` + ``config.json``
+describing the detector; ``last/`` also ``train_state.pt``), ``RUN/metrics.csv`` and ``RUN/summary.png``. The best
+checkpoint is the one with the highest box AP. Evaluation runs on the first process of a distributed run.
+"""
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+import yaml
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..config import config_dict
+from ..errors import BanetError, MissingFileError
+from ..io import atomic_write, find_checkpoint, load_state_dict_file, read_checkpoint, save_json_file
+from ..train.distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
+from ..train.metrics import MetricsLog, plot_metrics
+from ..train.precision import resolve_precision
+from ..train.state import copy_checkpoint, get_rng_state, load_train_state, save_checkpoint, set_rng_state
+from .builders import create_detector
+from .data import CocoDetectionDataset, build_loader, collate_detection, train_transforms
+from .engine import train_one_epoch
+from .evaluate import evaluate_detector
+from .options import DetectTrainConfig, DetectValidateConfig
+
+__all__ = ['train_detector', 'validate_detector', 'load_detector', 'detector_config']
+
+_BUILD_KEYS = ('arch', 'backbone', 'num_classes', 'trainable_layers', 'norm', 'min_size', 'max_size', 'fpn_channels')
+
+
+def detector_config(cfg: DetectTrainConfig, num_classes: int, categories: Dict[int, str], **extra: Any):
+    """The ``config.json`` of a detection checkpoint: what rebuilds the detector, and the category names."""
+    build = {k: getattr(cfg, k) for k in _BUILD_KEYS} | {'num_classes': num_classes}
+    return {'task': 'detection', 'detector': build, 'categories': {str(k): v for k, v in categories.items()},
+            **extra}
+
+
+def load_detector(source: Any, use_ema: bool = False) -> nn.Module:
+    """The detector of a ``banet detect train`` run or checkpoint folder, in eval mode (same resolution rules as
+    :func:`banet.io.find_checkpoint`); ``model.categories`` maps category ids to names."""
+    weights, config_file = find_checkpoint(source, use_ema)
+    config = json.loads(config_file.read_text()) if config_file else None
+    if not config or config.get('task') != 'detection':
+        raise BanetError(f'{source} is not a detection checkpoint (its config.json has no "task": "detection"); '
+                         'give a banet detect train run folder')
+    model = create_detector(**config['detector'])
+    model.load_state_dict(load_state_dict_file(weights))
+    model.categories = {int(k): v for k, v in config['categories'].items()}
+    return model.eval()
+
+
+class _PerUpdate:
+    """timm's scheduler stepped per update, in the shape ``train_one_epoch`` calls (``step()``)."""
+
+    def __init__(self, scheduler: Any, num_updates: int) -> None:
+        self.scheduler, self.num_updates = scheduler, num_updates
+
+    def step(self) -> None:
+        self.num_updates += 1
+        self.scheduler.step_update(num_updates=self.num_updates)
+
+
+def _run_dir(cfg: DetectTrainConfig, info: DistInfo) -> Path:
+    if cfg.resume:
+        return Path(cfg.resume)
+    name = cfg.experiment or f'{cfg.arch}-{cfg.backbone}-{time.strftime("%Y%m%d-%H%M%S")}'
+    return Path(cfg.output) / broadcast_object(name, info)
+
+
+def _eval_loader(cfg: Any, masks: bool) -> DataLoader:
+    dataset = CocoDetectionDataset(cfg.data_dir, cfg.val_split, masks=masks, drop_crowd=False)
+    return build_loader(dataset, cfg.batch_size, train=False, num_workers=cfg.workers)
+
+
+def train_detector(config: DetectTrainConfig) -> Dict[str, Any]:
+    """Train ``config.arch`` over ``config.backbone`` on a COCO-layout folder; returns the last row, run folder
+    and model. Example::
+
+        from banet.detection import DetectTrainConfig, train_detector
+        train_detector(DetectTrainConfig(arch='fasterrcnn', backbone='ba_resnet18', data_dir='scenes', epochs=1,
+                                         batch_size=4, output='runs', experiment='e'))   # run folder runs/e/
+    """
+    cfg = config
+    cfg.check()
+    if cfg.resume and not (Path(cfg.resume) / 'last').is_dir():
+        raise MissingFileError(f'--resume {cfg.resume}: no last/ checkpoint folder there')
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info = init_distributed(cfg.device)
+    try:
+        return _train(cfg, info)
+    finally:
+        cleanup_distributed()
+
+
+def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:
+    started = time.perf_counter()
+    masks = cfg.arch == 'maskrcnn'
+    scale = tuple(cfg.scale_jitter) if cfg.scale_jitter else None
+    train_set = CocoDetectionDataset(cfg.data_dir, cfg.train_split, train_transforms(cfg.hflip, scale),
+                                     masks=masks, skip_empty=True)
+    categories = {c['id']: c['name'] for c in train_set.coco.loadCats(train_set.coco.getCatIds())}
+    num_classes = cfg.num_classes or max(categories, default=0) + 1
+    if num_classes <= max(categories, default=0):
+        raise BanetError(f'--num-classes {num_classes} is not above the largest category id {max(categories)}')
+    if len(train_set) < cfg.batch_size * info.world_size:
+        raise BanetError(f'{len(train_set)} training images with objects are fewer than one batch of '
+                         f'{cfg.batch_size} x {info.world_size} process(es): lower --batch-size')
+    precision = resolve_precision(cfg.amp, cfg.amp_dtype, False, info.device)
+    run_dir = _run_dir(cfg, info)
+    if info.primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = f'# precision on {info.device}: {precision.describe()}\n' + yaml.safe_dump(config_dict(cfg),
+                                                                                           sort_keys=False)
+        atomic_write(run_dir / 'config.yaml', lambda tmp: Path(tmp).write_text(text))
+        print(f'config (saved to {run_dir / "config.yaml"}):\n{text}', flush=True)
+
+    torch.manual_seed(cfg.seed + info.rank)
+    weights = read_checkpoint(cfg.backbone_checkpoint, trust_pickle=cfg.trust_pickle).state_dict \
+        if cfg.backbone_checkpoint else None
+    model = create_detector(cfg.arch, cfg.backbone, num_classes, backbone_weights=weights,
+                            trainable_layers=cfg.trainable_layers, norm=cfg.norm, min_size=cfg.min_size,
+                            max_size=cfg.max_size, fpn_channels=cfg.fpn_channels).to(info.device)
+    report = model.backbone.weights_report
+    if info.primary and report is not None:
+        print(f'backbone initialised from {cfg.backbone_checkpoint}: {len(report.missing_keys)} missing, '
+              f'{len(report.unexpected_keys)} unexpected key(s)', flush=True)
+    generator = torch.Generator().manual_seed(cfg.seed + info.rank)
+    sampler = DistributedSampler(train_set, info.world_size, info.rank, seed=cfg.seed, drop_last=True) \
+        if info.distributed else torch.utils.data.RandomSampler(train_set, generator=generator)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=cfg.workers, collate_fn=collate_detection, generator=generator)
+    optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    momentum=cfg.momentum)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_milestones=cfg.decay_milestones,
+        decay_rate=cfg.decay_rate, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
+        step_on_epochs=False, updates_per_epoch=len(loader))
+    scaler = torch.amp.GradScaler(info.device.type) if precision.needs_scaler else None
+    start_epoch, best, num_updates = 0, None, 0
+    if cfg.resume:
+        state = load_train_state(run_dir)
+        model.load_state_dict(load_state_dict_file(run_dir / 'last' / 'model.safetensors'))
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        set_rng_state(state['rng'][info.rank], {'loader': generator})
+        start_epoch, best, num_updates = state['epoch'], state['best'], state['num_updates']
+    net = DistributedDataParallel(model) if info.distributed else model
+    log = MetricsLog(run_dir) if info.primary else None
+    if log:
+        log.truncate(start_epoch)
+    eval_loader = _eval_loader(cfg, masks) if info.primary else None
+    row: Dict[str, Any] = {}
+    for epoch in range(start_epoch, num_epochs):
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        tick = time.perf_counter()
+        per_update = _PerUpdate(scheduler, num_updates)
+        losses = train_one_epoch(net, optimizer, loader, device=info.device, autocast_dtype=precision.dtype,
+                                 scaler=scaler, grad_clip=cfg.clip_grad, scheduler=per_update)
+        num_updates = per_update.num_updates
+        row = {'epoch': epoch + 1, 'train_loss': losses['loss'],
+               'train_img_s': len(loader) * cfg.batch_size * info.world_size / (time.perf_counter() - tick),
+               'lr': optimizer.param_groups[0]['lr']}
+        validated = (epoch + 1) % cfg.val_interval == 0 or epoch + 1 == num_epochs
+        if info.primary:
+            metrics = evaluate_detector(model, eval_loader, eval_loader.dataset.coco, device=info.device,
+                                        autocast_dtype=precision.dtype) if validated else {}
+            row.update({k: metrics.get(k, math.nan) for k in ('bbox_AP', 'bbox_AP50', 'bbox_AP75')})
+            row.update({k: v for k, v in metrics.items() if k not in row})
+        improved = validated and info.primary and (best is None or row['bbox_AP'] > best)
+        best = row['bbox_AP'] if improved else best
+        rng = [get_rng_state({'loader': generator})]
+        if info.distributed:
+            gathered = [None] * info.world_size
+            torch.distributed.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if info.primary:
+            config = detector_config(cfg, num_classes, categories, epoch=epoch + 1, precision=precision.as_dict(),
+                                     metrics={k: v for k, v in row.items() if 'AP' in k and not math.isnan(v)})
+            save_checkpoint(run_dir / 'last', model, config, None, {
+                'epoch': epoch + 1, 'num_updates': num_updates, 'best': best,
+                'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(), 'rng': rng})
+            if improved:
+                copy_checkpoint(run_dir / 'last', run_dir / 'best')
+            log.append(row)
+            print(' '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in row.items()
+                           if k in ('epoch', 'train_loss', 'train_img_s', 'lr', 'bbox_AP', 'bbox_AP50',
+                                    'segm_AP')), flush=True)
+    if info.primary:
+        log.close()
+        plot = plot_metrics(log.path, run_dir / 'summary.png', panels=(
+            ('loss', ('train_loss',)), ('COCO AP', ('bbox_AP', 'bbox_AP50', 'segm_AP'))))
+        best_text = 'none' if best is None else f'{best:.3f}'
+        print(f'{num_epochs - start_epoch} epoch(s) in {(time.perf_counter() - started) / 60:.1f} min; run folder: '
+              f'{run_dir}\n  checkpoint: {run_dir / "best"} (best box AP {best_text}) and {run_dir / "last"}\n'
+              f'  metrics: {log.path}\n  plot: {plot}', flush=True)
+    return {'run_dir': str(run_dir), 'best_bbox_AP': best, 'model': model, **row}
+
+
+def validate_detector(config: DetectValidateConfig) -> Dict[str, Any]:
+    """COCO box (and mask) AP of a detection checkpoint on ``config.val_split``; written as JSON."""
+    cfg = config
+    cfg.check()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    weights, _ = find_checkpoint(cfg.checkpoint)
+    model = load_detector(cfg.checkpoint)
+    device = torch.device(cfg.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    precision = resolve_precision(cfg.amp, cfg.amp_dtype, False, device)
+    loader = _eval_loader(cfg, masks=hasattr(model, 'roi_heads') and model.roi_heads.has_mask())
+    metrics = evaluate_detector(model.to(device), loader, loader.dataset.coco, device=device,
+                                autocast_dtype=precision.dtype)
+    result = {'checkpoint': str(weights), 'split': cfg.val_split, 'images': len(loader.dataset), **metrics}
+    out = Path(cfg.results_file) if cfg.results_file else weights.parent / f'validate-{cfg.val_split}.json'
+    save_json_file(result, out)
+    return {**result, 'results_file': str(out)}
