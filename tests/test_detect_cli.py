@@ -85,3 +85,15 @@ def test_backbone_from_a_classification_checkpoint_and_clear_errors(coco, tmp_pa
                  '--no-progress']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'annotations' in err[0] and 'instances_train.json' in err[0]
+
+
+def test_shipped_detection_configs_parse():
+    from pathlib import Path
+
+    import yaml
+
+    from banet.config import from_mapping
+    from banet.detection import DetectTrainConfig
+    for file in sorted((Path(__file__).resolve().parents[1] / 'configs' / 'detection').glob('*.yaml')):
+        cfg = DetectTrainConfig(**from_mapping(DetectTrainConfig, yaml.safe_load(file.read_text()), str(file)))
+        assert cfg.epochs >= 1 and cfg.arch in ('fasterrcnn', 'maskrcnn', 'retinanet', 'fcos'), file
