@@ -31,11 +31,12 @@ WEIGHTS, EMA_WEIGHTS, CONFIG = 'model.safetensors', 'model_ema.safetensors', 'co
 _PICKLE_SUFFIXES = ('.pth', '.pt', '.bin', '.tar', '.pkl')
 
 
-def check_model_names(names: List[str]) -> None:
-    """One BanetError listing every name timm does not know."""
+def check_model_names(names: List[str], what: str = 'model', where: str = '') -> None:
+    """One BanetError listing every name timm does not know (``what``: how the caller calls them)."""
     unknown = [n for n in names if not timm.is_model(n)]
     if unknown:
-        raise BanetError(f'unknown model(s) {unknown}: see timm.list_models() (import banet registers its models)')
+        raise BanetError(f'{where}unknown {what}(s) {unknown}: use timm model names (see timm.list_models(); '
+                         'import banet registers its models)')
 
 
 def check_model_name(name: str, hint: str = '') -> None:

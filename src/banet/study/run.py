@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import timm
 import torch
 
 from ..config import from_mapping, read_yaml_mapping, values_of_kind
 from ..errors import BanetError
-from ..io import save_json_file
+from ..io import check_model_names, save_json_file
 from ..measure.benchmark import machine_info
 from ..measure.profile import profile_model
 from ..train import TrainConfig, train
@@ -82,10 +81,7 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
         raise BanetError(f'{where}: unknown key(s) {unknown}; the keys are {", ".join(STUDY_KEYS)} (training '
                          'options go under recipe:)')
     variants = _names(raw.get('variants'), 'variants', where)
-    bad = [v for v in variants if not timm.is_model(v)]
-    if bad:
-        raise BanetError(f'{where}: unknown variant(s) {bad}: use timm model names such as resnet20_cifar or '
-                         'ba_resnet20_cifar (see banet profile)')
+    check_model_names(variants, 'variant', f'{where}: ')
     seeds = raw.get('seeds', list(DEFAULT_SEEDS))
     if not isinstance(seeds, list) or not seeds:
         raise BanetError(f'{where}: seeds must be a non-empty list of integers, e.g. [0, 1, 2]')
