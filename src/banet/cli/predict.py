@@ -3,9 +3,13 @@ import argparse
 import json
 import sys
 
+import torch
+
+from ..config import parse_switch
+from ..deploy.predict import predict_files
 from ..errors import BanetError
 from ..io import label_names_of
-from ..deploy.predict import predict_files
+from ..train.precision import resolve_precision
 from ._model_args import add_model_args, model_from_args
 
 
@@ -20,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--top-k', type=int, default=5, help='classes per image (default 5)')
     p.add_argument('-b', '--batch-size', type=int, default=32, help='images per forward pass (default 32)')
     p.add_argument('--format', choices=('table', 'json'), default='table', help='output format (default table)')
+    p.add_argument('--amp', nargs='?', const=True, default=False, type=parse_switch, metavar='auto|true|false',
+                   help='bfloat16 autocast (auto: only where the hardware runs it natively, as banet train decides)')
     p.set_defaults(run=run)
 
 
@@ -35,7 +41,9 @@ def _table(results) -> str:
 
 def run(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    out = predict_files(model, args.inputs, args.top_k, args.batch_size)
+    precision = resolve_precision(args.amp, 'bfloat16', False, torch.device('cpu'))
+    out = predict_files(model, args.inputs, args.top_k, args.batch_size,
+                        autocast=precision.autocast(torch.device('cpu')))
     for f, why in out.skipped.items():
         print(f'skipped {f}: {why}', file=sys.stderr)
     if not out.results:

@@ -2,9 +2,10 @@
 
 Files that cannot be read as images are reported by name and skipped; the others are still classified.
 """
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image
@@ -62,9 +63,13 @@ def load_images(files: Sequence[Path], model: nn.Module) -> Tuple[List[Path], Li
 
 
 @torch.no_grad()
-def predict_tensor(model: nn.Module, x: torch.Tensor, top_k: int = 5) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Top-k (probabilities, class indices) of a preprocessed batch, each (B, k)."""
-    probs = model(x).float().softmax(dim=1)
+def predict_tensor(model: nn.Module, x: torch.Tensor, top_k: int = 5,
+                   autocast: Callable[[], Any] = nullcontext) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Top-k (probabilities, class indices) of a preprocessed batch, each (B, k); ``autocast`` as
+    :meth:`banet.train.Precision.autocast` gives it."""
+    with autocast():
+        logits = model(x)
+    probs = logits.float().softmax(dim=1)
     return probs.topk(min(top_k, probs.shape[1]), dim=1)
 
 
@@ -76,7 +81,7 @@ class Predictions:
 
 
 def predict_files(model: nn.Module, paths: Iterable[PathLike], top_k: int = 5, batch_size: int = 32,
-                  names: Optional[Sequence[str]] = None) -> Predictions:
+                  names: Optional[Sequence[str]] = None, autocast: Callable[[], Any] = nullcontext) -> Predictions:
     """Classify image files and folders in batches of ``batch_size``; labels from ``names`` or the model's cfg."""
     if top_k < 1 or batch_size < 1:
         raise BanetError(f'top-k ({top_k}) and batch size ({batch_size}) must be >= 1')
@@ -89,7 +94,7 @@ def predict_files(model: nn.Module, paths: Iterable[PathLike], top_k: int = 5, b
         out.skipped.update(skipped)
         if not read:
             continue
-        probs, idx = predict_tensor(model, torch.stack(tensors), top_k)
+        probs, idx = predict_tensor(model, torch.stack(tensors), top_k, autocast)
         for f, p_row, i_row in zip(read, probs.tolist(), idx.tolist()):
             out.results.append({'file': str(f), 'top_k': [
                 {'class': i, 'label': names[i] if names else str(i), 'prob': p} for i, p in zip(i_row, p_row)]})

@@ -132,7 +132,8 @@ class TrainConfig(DataOptions):
     warmup_lr: float = option(1e-5, 'learning rate at the start of the warmup', group=_SCHED)
     min_lr: float = option(0.0, 'final learning rate of cosine schedules', group=_SCHED)
     epochs: int = option(10, 'epochs to train', group=_SCHED)
-    warmup_epochs: int = option(0, 'linear warmup epochs', group=_SCHED)
+    warmup_epochs: float = option(0.0, 'linear warmup epochs (a fraction of an epoch with --sched-on-updates)',
+                                  group=_SCHED)
     warmup_prefix: bool = option(False, 'warmup does not count into the cosine epochs', group=_SCHED)
     decay_epochs: float = option(30.0, 'step schedule: epochs between decays', group=_SCHED)
     decay_milestones: List[int] = option([30, 60], 'multistep milestones', group=_SCHED)
