@@ -1,7 +1,10 @@
 """Model tests over every registered banet model, in the spirit of timm's own model tests."""
+import copy
+
 import pytest
 import timm
 import torch
+from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
 import banet
@@ -221,3 +224,43 @@ def test_frozen_bn1d_equals_eval_bn1d():
     frozen = banet.freeze_norms(nn.Sequential(bn))[0]
     x = torch.randn(4, 6)
     torch.testing.assert_close(frozen(x), bn.eval()(x))
+
+
+def test_stage_methods_equal_timm_resnet():
+    """BanetResNet runs its stages by name (as many as timm built, the CIFAR models' three too); with four, its
+    features, intermediates and pruning are those of timm's own ResNet methods."""
+    from timm.models.resnet import ResNet
+    model = timm.create_model('ba_resnet50d', layers=(2, 1, 1, 1)).eval()
+    x = _input('ba_resnet50d')
+    torch.testing.assert_close(model.forward_features(x), ResNet.forward_features(model, x))
+    for kwargs in ({}, dict(indices=[0, 2], stop_early=True), dict(indices=2, intermediates_only=True)):
+        expected = ResNet.forward_intermediates(model, x, **kwargs)
+        torch.testing.assert_close(model.forward_intermediates(x, **kwargs), expected)
+    ours, timms = copy.deepcopy(model), copy.deepcopy(model)
+    assert ours.prune_intermediate_layers(indices=[1]) == ResNet.prune_intermediate_layers(timms, indices=[1])
+    assert str(ours) == str(timms) and ours.num_features == timms.num_features == 256
+    torch.testing.assert_close(ours(x), timms(x))
+
+
+@pytest.mark.parametrize('ba_block, plain, args', [(BABasicBlock, BasicBlock, (64, 64)),
+                                                   (BABottleneck, Bottleneck, (256, 64))])
+def test_block_constructor_equals_from_block(ba_block, plain, args):
+    """Building a BA block and converting timm's block give the same block: same modules, bridge and weights."""
+    torch.manual_seed(0)
+    built = ba_block(*args, ba_version='v1', ba_reduction=8)
+    torch.manual_seed(0)
+    converted = ba_block.from_block(plain(*args), 'v1', 8)
+    assert type(converted) is ba_block and str(converted) == str(built)
+    assert converted.ba.in_channels == built.ba.in_channels == ((64, 64) if plain is BasicBlock else (64, 64, 256))
+    built_sd, converted_sd = built.state_dict(), converted.state_dict()
+    assert list(built_sd) == list(converted_sd)
+    assert all(torch.equal(built_sd[k], converted_sd[k]) for k in built_sd)
+
+
+def test_from_block_refuses_other_blocks():
+    with pytest.raises(TypeError, match="expected timm's BasicBlock, got BABasicBlock"):
+        BABasicBlock.from_block(BABasicBlock(64, 64))
+    with pytest.raises(TypeError, match="expected timm's Bottleneck, got BasicBlock"):
+        BABottleneck.from_block(BasicBlock(64, 64))
+    with pytest.raises(ValueError, match='already has an attention module'):
+        BABottleneck.from_block(Bottleneck(256, 64, attn_layer=timm.layers.SEModule))
