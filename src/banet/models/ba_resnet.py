@@ -19,6 +19,7 @@ from timm.models.resnet import BasicBlock, Bottleneck
 
 from ..layers import BridgeAttention, bridge_pool, channel_gate
 from ._convert import become, device_dtype
+from .official import checkpoint_filter_fn
 from ._resnet import BanetResNet
 
 __all__ = ['BABasicBlock', 'BABottleneck', 'create_ba_resnet']
@@ -129,11 +130,17 @@ class BABottleneck(_BABlock, Bottleneck):
 
 
 def create_ba_resnet(variant: str, pretrained: bool = False, version: str = 'v2', **kwargs: Any) -> BanetResNet:
-    """Build a BA network with timm's builder; ``version`` picks BAv1 or BAv2 bridges for every block."""
+    """Build a BA network with timm's builder; ``version`` picks BAv1 or BAv2 bridges for every block.
+
+    Pretrained weights go through :func:`~banet.models.official.checkpoint_filter_fn`, so timm's own loading path
+    takes an official BA-Net checkpoint too:
+    ``timm.create_model('ba_resnet50', pretrained=True, pretrained_cfg_overlay=dict(file='official.pth.tar'))``.
+    """
     block_args = dict(kwargs.pop('block_args', None) or {})
     block_args.setdefault('ba_version', version)
     kwargs.setdefault('zero_init_last', False)
-    return build_model_with_cfg(BanetResNet, variant, pretrained, block_args=block_args, **kwargs)
+    return build_model_with_cfg(BanetResNet, variant, pretrained, block_args=block_args,
+                                pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 def _cfg(**kwargs: Any) -> Dict[str, Any]:
