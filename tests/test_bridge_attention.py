@@ -1,4 +1,6 @@
 """BridgeAttention against the formulas of the issue, the official initialisation, and its errors."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -117,3 +119,18 @@ def test_custom_block_example():
     y = block(x)
     y.mean().backward()
     assert y.shape == x.shape and block.ba.select.weight.grad is not None
+
+
+@pytest.mark.filterwarnings('ignore:`torch.jit.script` is deprecated:FutureWarning')
+@pytest.mark.parametrize('version', ['v1', 'v2'])
+@pytest.mark.parametrize('training', [True, False])
+def test_scripted_equals_eager(version, training):
+    """TorchScript compiles each version's own branch; values and running statistics follow the eager layer."""
+    ba = BridgeAttention(WIDTHS, 32, version=version, reduction=4).train(training)
+    scripted = torch.jit.script(copy.deepcopy(ba))
+    pooled = _pooled()
+    torch.testing.assert_close(scripted(pooled), ba(pooled))
+    for b, s in zip(ba.buffers(), scripted.buffers()):
+        torch.testing.assert_close(s, b)
+    fused = ba.eval().fuse()
+    torch.testing.assert_close(torch.jit.script(fused)(pooled), fused(pooled))

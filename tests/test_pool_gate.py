@@ -58,3 +58,20 @@ def test_channel_gate_with_shortcut_equals_product_plus_add(memory_format):
     for t, r in zip((x, g, s), refs):
         torch.testing.assert_close(t.grad, r.grad)
     assert torch.autograd.gradcheck(channel_gate, (x.detach().requires_grad_(), g, s.detach().requires_grad_()))
+
+
+@pytest.mark.filterwarnings('ignore:`torch.jit.script` is deprecated:FutureWarning')
+def test_scripted_pool_and_gate_equal_eager():
+    """Scripted, the pooling is the same code and the gate plain tensor ops: same values and gradients."""
+    pool, gate = torch.jit.script(bridge_pool), torch.jit.script(channel_gate)
+    x = torch.randn(2, 4, 5, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(2, 4, 1, 1, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(2, 4, 5, 3, dtype=torch.float64, requires_grad=True)
+    for args in ((x, g), (x, g, s)):
+        out, ref = gate(*args), channel_gate(*args)
+        torch.testing.assert_close(out, ref)
+        grads = torch.autograd.grad(out.sum(), args)
+        torch.testing.assert_close(grads, torch.autograd.grad(ref.sum(), args))
+    out, ref = pool(x), bridge_pool(x)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), x), torch.autograd.grad(ref.sum(), x))

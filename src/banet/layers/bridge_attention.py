@@ -12,7 +12,7 @@ of width C), with d = C // reduction:
 W_i: Linear(c_i → d, no bias), W_g: Linear(d → C, no bias), α/β: the official ``Linear(N, 1)`` over the stacked
 branches. Every sub-module keeps PyTorch's default initialisation, as the official code does.
 """
-from typing import Sequence
+from typing import List, Sequence
 
 import torch
 import torch.fx
@@ -91,14 +91,19 @@ class BridgeAttention(nn.Module):
         norms = self.proj_norm if self.version == 'v1' else [self.norm]
         return any(isinstance(n, nn.BatchNorm1d) for n in norms)
 
-    def fuse_branches(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
+    def fuse_branches(self, pooled: List[torch.Tensor]) -> torch.Tensor:
         """The normalised fusion (B, hidden) of the pooled features, before the activation.
 
         v2 runs as one matrix product: Σ α_i W_i s_i + β = [α_1 W_1 … α_N W_N] · [s_1; …; s_N] + β, the
         selection weights folded into the concatenated projections on the fly (same parameters, same maths).
         """
-        if self.version == 'v1':
-            return sum(n(p(s)) for p, n, s in zip(self.proj, self.proj_norm, pooled))
+        # only v1 bridges have proj_norm: TorchScript resolves hasattr when compiling, so it compiles one branch
+        if hasattr(self, 'proj_norm'):
+            branches = [n(p(pooled[i])) for i, (p, n) in enumerate(zip(self.proj, self.proj_norm))]
+            fused = branches[0]
+            for branch in branches[1:]:
+                fused = fused + branch
+            return fused
         alpha = self.select.weight
         weight = torch.cat([alpha[0, i] * p.weight for i, p in enumerate(self.proj)], dim=1)
         return self.norm(F.linear(torch.cat(pooled, dim=1), weight, self.select.bias.expand(self.hidden)))
@@ -128,13 +133,16 @@ class BridgeAttention(nn.Module):
         linear.bias.copy_(bias)
         return FusedBridgeAttention(linear, self.act, self.fc, self.gate, self.channels)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         """Gate of shape (B, C, 1, 1) from the pooled bridged features, each (B, c_i) or (B, c_i, 1, 1)."""
         if len(features) != len(self.proj):
             raise ValueError(f'bridge attention expects {len(self.proj)} bridged features, got {len(features)}')
         pooled = [f.flatten(1) for f in features]
-        if self.training and self._has_batch_norm():
-            check_trainable_batch(pooled[0])
+        # scripted, BatchNorm1d raises its own error: TorchScript can resolve isinstance on sub-modules wrongly (it
+        # did for BatchNorm1d once an FX graph holding one had been scripted)
+        if not torch.jit.is_scripting():
+            if self.training and self._has_batch_norm():
+                check_trainable_batch(pooled[0])
         gate = self.gate(self.fc(self.act(self.fuse_branches(pooled))))
         return gate.view(gate.shape[0], self.channels, 1, 1)
 
@@ -150,7 +158,7 @@ class FusedBridgeAttention(nn.Module):
         self.linear, self.act, self.fc, self.gate = linear, act, fc, gate
         self.channels = channels
 
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         pooled = torch.cat([f.flatten(1) for f in features], dim=1)
         gate = self.gate(self.fc(self.act(self.linear(pooled))))
         return gate.view(gate.shape[0], self.channels, 1, 1)

@@ -36,7 +36,10 @@ class _ChannelGate(torch.autograd.Function):
 
 
 def _gate(x: torch.Tensor, gate: torch.Tensor, shortcut: Optional[torch.Tensor]) -> torch.Tensor:
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad)):
+    # TorchScript cannot compile an autograd.Function: is_scripting() is True when it compiles, so it keeps this
+    # branch alone (the apply below is never compiled)
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or not (
+            torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad)):
         return x * gate if shortcut is None else torch.addcmul(shortcut, x, gate)
     return _ChannelGate.apply(x, gate, shortcut)
 
@@ -48,6 +51,7 @@ torch.fx.wrap('_gate')  # one call node under torch.fx.symbolic_trace (its branc
 def channel_gate(x: torch.Tensor, gate: torch.Tensor, shortcut: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``x * gate`` (x: (B, C, H, W), gate: (B, C, 1, 1)), or ``shortcut + x * gate`` when a shortcut is given.
 
-    Without gradients to compute (inference) or while TorchScript traces, plain tensor ops do the same.
+    Without gradients to compute (inference), while TorchScript traces and in scripted code, plain tensor ops do
+    the same.
     """
     return _gate(x, gate, shortcut)

@@ -12,7 +12,8 @@ class FrozenBatchNorm1d(FrozenBatchNorm2d):
     """BatchNorm1d with fixed statistics and affine parameters (torchvision's frozen norm on (B, C) input)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x[..., None, None]).flatten(1)
+        scale = self.weight * (self.running_var + self.eps).rsqrt()  # torchvision's maths, without its 2-D reshapes
+        return x * scale + (self.bias - self.running_mean * scale)
 
 
 def _freeze_1d(module: nn.Module) -> nn.Module:
