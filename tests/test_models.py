@@ -1,4 +1,6 @@
 """Model tests over every registered banet model, in the spirit of timm's own model tests."""
+import copy
+
 import pytest
 import timm
 import torch
@@ -221,3 +223,20 @@ def test_frozen_bn1d_equals_eval_bn1d():
     frozen = banet.freeze_norms(nn.Sequential(bn))[0]
     x = torch.randn(4, 6)
     torch.testing.assert_close(frozen(x), bn.eval()(x))
+
+
+def test_stage_methods_equal_timm_resnet():
+    """BanetResNet runs its stages by name (as many as timm built, the CIFAR models' three too); with four, its
+    features, intermediates and pruning are those of timm's own ResNet methods."""
+    from timm.models.resnet import ResNet
+    model = timm.create_model('ba_resnet50d', layers=(2, 1, 1, 1)).eval()
+    x = _input('ba_resnet50d')
+    torch.testing.assert_close(model.forward_features(x), ResNet.forward_features(model, x))
+    for kwargs in ({}, dict(indices=[0, 2], stop_early=True), dict(indices=2, intermediates_only=True)):
+        expected = ResNet.forward_intermediates(model, x, **kwargs)
+        torch.testing.assert_close(model.forward_intermediates(x, **kwargs), expected)
+    ours, timms = copy.deepcopy(model), copy.deepcopy(model)
+    assert ours.prune_intermediate_layers(indices=[1]) == ResNet.prune_intermediate_layers(timms, indices=[1])
+    assert str(ours) == str(timms) and ours.num_features == timms.num_features == 256
+    torch.testing.assert_close(ours(x), timms(x))
+

@@ -5,14 +5,11 @@ a 3x3 stride-1 stem, no max-pool, three stages of basic blocks of width 16/32/64
 projection (1x1 conv + BN) shortcuts. One name per attention: none, SE, ECA and CBAM (timm's own layers), BAv1
 and BAv2.
 """
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Tuple
 
-import torch
 from torch import nn
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint_seq
 from timm.models.resnet import BasicBlock
 
 from ._resnet import BanetResNet
@@ -25,7 +22,7 @@ _CIFAR_STD = (0.25, 0.25, 0.25)
 
 
 class CifarResNet(BanetResNet):
-    """timm's ResNet with the CIFAR stem (3x3 conv, stride 1, no max-pool) and any number of stages.
+    """timm's ResNet with the CIFAR stem (3x3 conv, stride 1, no max-pool) and one to four stages.
 
     Feature reductions are 1 (stem), then 1, 2, 4, … per stage. ``output_stride`` is not supported.
     """
@@ -55,65 +52,9 @@ class CifarResNet(BanetResNet):
         self.conv1 = nn.Conv2d(in_chans, stem_width, kernel_size=3, stride=1, padding=1, bias=False, **dd)
         nn.init.kaiming_normal_(self.conv1.weight, mode='fan_out', nonlinearity='relu')
         self.maxpool = nn.Identity()
-        self.stage_names = [f'layer{i + 1}' for i in range(len(channels))]
         self.feature_info[0]['reduction'] = 1
         for info in self.feature_info[1:]:
             info['reduction'] //= 4
-
-    def _stages(self) -> List[nn.Module]:
-        return [getattr(self, n) for n in self.stage_names]
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        x = self.act1(self.bn1(self.conv1(x)))
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self._stages(), x, flatten=True)
-        for stage in self._stages():
-            x = stage(x)
-        return x
-
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = 'NCHW',
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stem and stage outputs (indices 0 … num_stages), as timm's ResNet."""
-        assert output_fmt == 'NCHW', 'Output shape must be NCHW.'
-        self.check_input(x)
-        take_indices, max_index = feature_take_indices(len(self.stage_names) + 1, indices)
-        intermediates = []
-        x = self.act1(self.bn1(self.conv1(x)))
-        if 0 in take_indices:
-            intermediates.append(x)
-        stages = self._stages()[:max_index] if stop_early else self._stages()
-        for idx, stage in enumerate(stages, start=1):
-            x = checkpoint_seq(stage, x) if self.grad_checkpointing and not torch.jit.is_scripting() else stage(x)
-            if idx in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages after the last wanted intermediate (and the head)."""
-        take_indices, max_index = feature_take_indices(len(self.stage_names) + 1, indices)
-        for name in self.stage_names[max_index:]:
-            setattr(self, name, nn.Sequential())
-        if max_index < len(self.stage_names):
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
-            prune_head = True
-        if prune_head:
-            self.reset_classifier(0, '')
-        return take_indices
 
 
 def _create(variant: str, pretrained: bool, depth: int, block: type, **kwargs: Any) -> CifarResNet:
