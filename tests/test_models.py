@@ -4,6 +4,7 @@ import copy
 import pytest
 import timm
 import torch
+from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
 import banet
@@ -240,3 +241,26 @@ def test_stage_methods_equal_timm_resnet():
     assert str(ours) == str(timms) and ours.num_features == timms.num_features == 256
     torch.testing.assert_close(ours(x), timms(x))
 
+
+@pytest.mark.parametrize('ba_block, plain, args', [(BABasicBlock, BasicBlock, (64, 64)),
+                                                   (BABottleneck, Bottleneck, (256, 64))])
+def test_block_constructor_equals_from_block(ba_block, plain, args):
+    """Building a BA block and converting timm's block give the same block: same modules, bridge and weights."""
+    torch.manual_seed(0)
+    built = ba_block(*args, ba_version='v1', ba_reduction=8)
+    torch.manual_seed(0)
+    converted = ba_block.from_block(plain(*args), 'v1', 8)
+    assert type(converted) is ba_block and str(converted) == str(built)
+    assert converted.ba.in_channels == built.ba.in_channels == ((64, 64) if plain is BasicBlock else (64, 64, 256))
+    built_sd, converted_sd = built.state_dict(), converted.state_dict()
+    assert list(built_sd) == list(converted_sd)
+    assert all(torch.equal(built_sd[k], converted_sd[k]) for k in built_sd)
+
+
+def test_from_block_refuses_other_blocks():
+    with pytest.raises(TypeError, match="expected timm's BasicBlock, got BABasicBlock"):
+        BABasicBlock.from_block(BABasicBlock(64, 64))
+    with pytest.raises(TypeError, match="expected timm's Bottleneck, got BasicBlock"):
+        BABottleneck.from_block(BasicBlock(64, 64))
+    with pytest.raises(ValueError, match='already has an attention module'):
+        BABottleneck.from_block(Bottleneck(256, 64, attn_layer=timm.layers.SEModule))

@@ -8,7 +8,7 @@ BAv2: "BA-Net: Bridge Attention in Deep Neural Networks" (arXiv:2410.07860).
 drop-path and feature option it has. Models default to ``zero_init_last=False``, as the official code initialises.
 ``from_block`` turns an existing timm block (e.g. of a pretrained ResNet) into the BA block in place.
 """
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 import torch
 from torch import nn
@@ -24,20 +24,6 @@ from ._resnet import BanetResNet
 __all__ = ['BABasicBlock', 'BABottleneck', 'create_ba_resnet']
 
 
-def _no_extra_attn(attn_layer: Optional[Type[nn.Module]]) -> None:
-    if attn_layer is not None:
-        raise ValueError('BA blocks bring their own attention (the bridge): leave attn_layer=None')
-
-
-def _gate_and_add(block: nn.Module, x: torch.Tensor, gate: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-    """A BA block's ``shortcut + drop_path(x * gate)``, in one pass when the block has no drop-path."""
-    if block.downsample is not None:
-        shortcut = block.downsample(shortcut)
-    if block.drop_path is None:
-        return channel_gate(x, gate, shortcut)
-    return block.drop_path(channel_gate(x, gate)) + shortcut
-
-
 def _check_plain(block: nn.Module, block_type: Type[nn.Module]) -> None:
     if type(block) is not block_type:
         raise TypeError(f'expected timm\'s {block_type.__name__}, got {type(block).__name__}')
@@ -47,18 +33,18 @@ def _check_plain(block: nn.Module, block_type: Type[nn.Module]) -> None:
             'would silently replace it: start from a ResNet without attn_layer')
 
 
-def _bridge(
-        block: nn.Module, widths: List[int], version: str, reduction: int, act_layer: Type[nn.Module],
-) -> BridgeAttention:
+def _bridge(block: nn.Module, version: str, reduction: int, act_layer: Type[nn.Module]) -> BridgeAttention:
+    """The bridge of a basic or bottleneck block: one bridged feature per norm (bn1, bn2[, bn3]), gating the last."""
+    widths = [getattr(block, name).num_features for name in ('bn1', 'bn2', 'bn3') if hasattr(block, name)]
     return BridgeAttention(
         widths, widths[-1], version=version, reduction=reduction, act_layer=act_layer, **device_dtype(block))
 
 
-class BABasicBlock(BasicBlock):
-    """timm's BasicBlock with a bridge over both convolutions gating the bn2 output.
+class _BABlock:
+    """What the BA basic and bottleneck blocks share; mixed in before timm's block class.
 
-    Bridged: GAP(act1(bn1(conv1 x))) and GAP(bn2(conv2 ·)); the gate multiplies bn2's output before drop-path and
-    the residual add.
+    The constructor takes timm's block signature plus ``ba_version`` and ``ba_reduction``; ``from_block`` converts
+    a built timm block (of the class's ``plain_block``) instead. Both add the bridge with :func:`_bridge`.
     """
 
     def __init__(
@@ -83,20 +69,36 @@ class BABasicBlock(BasicBlock):
             device=None,
             dtype=None,
     ) -> None:
-        _no_extra_attn(attn_layer)
+        if attn_layer is not None:
+            raise ValueError('BA blocks bring their own attention (the bridge): leave attn_layer=None')
         super().__init__(
             inplanes, planes, stride, downsample, cardinality, base_width, reduce_first, dilation, first_dilation,
             act_layer, norm_layer, None, aa_layer, drop_block, drop_path, device=device, dtype=dtype)
-        widths = [self.bn1.num_features, self.bn2.num_features]
-        self.ba = _bridge(self, widths, ba_version, ba_reduction, act_layer)
+        self.ba = _bridge(self, ba_version, ba_reduction, act_layer)
 
     @classmethod
-    def from_block(cls, block: BasicBlock, version: str = 'v2', reduction: int = 16) -> 'BABasicBlock':
-        """Turn timm's ``BasicBlock`` into this class in place: same object, sub-modules and weights, plus a new
-        bridge with PyTorch's default initialisation (as the official code)."""
-        _check_plain(block, BasicBlock)
-        widths = [block.bn1.num_features, block.bn2.num_features]
-        return become(block, cls, _bridge(block, widths, version, reduction, type(block.act1)))
+    def from_block(cls, block: nn.Module, version: str = 'v2', reduction: int = 16) -> nn.Module:
+        """Turn timm's block (``plain_block``) into this class in place: same object, sub-modules and weights, plus
+        a new bridge with PyTorch's default initialisation (as the official code)."""
+        _check_plain(block, cls.plain_block)
+        return become(block, cls, _bridge(block, version, reduction, type(block.act1)))
+
+    def _gate_and_add(self, x: torch.Tensor, gate: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """The block's ``shortcut + drop_path(x * gate)``, in one pass when the block has no drop-path."""
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        if self.drop_path is None:
+            return channel_gate(x, gate, shortcut)
+        return self.drop_path(channel_gate(x, gate)) + shortcut
+
+
+class BABasicBlock(_BABlock, BasicBlock):
+    """timm's BasicBlock with a bridge over both convolutions gating the bn2 output.
+
+    Bridged: GAP(act1(bn1(conv1 x))) and GAP(bn2(conv2 ·)); the gate multiplies bn2's output before drop-path and
+    the residual add.
+    """
+    plain_block = BasicBlock
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -104,52 +106,16 @@ class BABasicBlock(BasicBlock):
         s1 = bridge_pool(x)
         x = self.bn2(self.conv2(self.aa(x)))
         gate = self.ba([s1, bridge_pool(x)])
-        return self.act2(_gate_and_add(self, x, gate, shortcut))
+        return self.act2(self._gate_and_add(x, gate, shortcut))
 
 
-class BABottleneck(Bottleneck):
+class BABottleneck(_BABlock, Bottleneck):
     """timm's Bottleneck with a bridge over its three convolutions gating the bn3 output.
 
     Bridged: GAP(act1(bn1(conv1))), GAP(act2(bn2(conv2))), GAP(bn3(conv3)); the gate multiplies bn3's output before
     drop-path and the residual add.
     """
-
-    def __init__(
-            self,
-            inplanes: int,
-            planes: int,
-            stride: int = 1,
-            downsample: Optional[nn.Module] = None,
-            cardinality: int = 1,
-            base_width: int = 64,
-            reduce_first: int = 1,
-            dilation: int = 1,
-            first_dilation: Optional[int] = None,
-            act_layer: Type[nn.Module] = nn.ReLU,
-            norm_layer: Type[nn.Module] = nn.BatchNorm2d,
-            attn_layer: Optional[Type[nn.Module]] = None,
-            aa_layer: Optional[Type[nn.Module]] = None,
-            drop_block: Optional[Type[nn.Module]] = None,
-            drop_path: Optional[nn.Module] = None,
-            ba_version: str = 'v2',
-            ba_reduction: int = 16,
-            device=None,
-            dtype=None,
-    ) -> None:
-        _no_extra_attn(attn_layer)
-        super().__init__(
-            inplanes, planes, stride, downsample, cardinality, base_width, reduce_first, dilation, first_dilation,
-            act_layer, norm_layer, None, aa_layer, drop_block, drop_path, device=device, dtype=dtype)
-        widths = [self.bn1.num_features, self.bn2.num_features, self.bn3.num_features]
-        self.ba = _bridge(self, widths, ba_version, ba_reduction, act_layer)
-
-    @classmethod
-    def from_block(cls, block: Bottleneck, version: str = 'v2', reduction: int = 16) -> 'BABottleneck':
-        """Turn timm's ``Bottleneck`` into this class in place: same object, sub-modules and weights, plus a new
-        bridge with PyTorch's default initialisation (as the official code)."""
-        _check_plain(block, Bottleneck)
-        widths = [block.bn1.num_features, block.bn2.num_features, block.bn3.num_features]
-        return become(block, cls, _bridge(block, widths, version, reduction, type(block.act1)))
+    plain_block = Bottleneck
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -159,7 +125,7 @@ class BABottleneck(Bottleneck):
         s2 = bridge_pool(x)
         x = self.bn3(self.conv3(self.aa(x)))
         gate = self.ba([s1, s2, bridge_pool(x)])
-        return self.act3(_gate_and_add(self, x, gate, shortcut))
+        return self.act3(self._gate_and_add(x, gate, shortcut))
 
 
 def create_ba_resnet(variant: str, pretrained: bool = False, version: str = 'v2', **kwargs: Any) -> BanetResNet:
