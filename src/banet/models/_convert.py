@@ -27,7 +27,8 @@ def become(block: nn.Module, cls: Type[nn.Module], bridge: BridgeAttention) -> n
     """Make ``block`` an instance of ``cls`` (a bridge subclass of its class) with ``bridge`` as ``block.ba``.
 
     In place: the block keeps its identity, sub-modules, weights, hooks and place in its parent; only its forward
-    changes and the bridge is added.
+    changes and the bridge is added. (The bridged classes annotate no attributes in their class bodies: TorchScript
+    would take ``ba: BridgeAttention`` for a type it cannot compile.)
     """
     block.__class__ = cls
     block.ba = bridge

@@ -29,9 +29,6 @@ class BAInvertedResidual(InvertedResidual):
     with ``gate_before_act`` the activation follows the gate. The depthwise activation is held as ``act_dw`` (taken
     out of timm's ``bn2``; no weights move). Built with :meth:`from_block`.
     """
-    ba: BridgeAttention
-    act_dw: nn.Module
-    gate_before_act: bool
 
     @classmethod
     def from_block(

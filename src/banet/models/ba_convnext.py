@@ -28,7 +28,6 @@ class BAConvNeXtBlock(ConvNeXtBlock):
     Bridged (averaged over positions): norm(conv_dw x) (C), act(fc1 ·) (4C), fc2 output (C). Built with
     :meth:`from_block`.
     """
-    ba: BridgeAttention
 
     @classmethod
     def from_block(

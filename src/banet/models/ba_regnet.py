@@ -30,7 +30,6 @@ class BARegNetBottleneck(Bottleneck):
 
     Built with :meth:`from_block`.
     """
-    ba: BridgeAttention
 
     @classmethod
     def from_block(

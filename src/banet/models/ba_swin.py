@@ -29,7 +29,6 @@ class BASwinTransformerBlock(SwinTransformerBlock):
     Bridged (averaged over tokens): the window-attention output (C), act(fc1 ·) (hidden), fc2 output (C). Built with
     :meth:`from_block`.
     """
-    ba: BridgeAttention
 
     @classmethod
     def from_block(
