@@ -11,7 +11,9 @@ import timm
 import torch
 import torch.nn.functional as F
 from timm.models._efficientnet_blocks import InvertedResidual
+from timm.models.convnext import ConvNeXtBlock
 from timm.models.regnet import Bottleneck as RegNetBottleneck
+from timm.models.swin_transformer import SwinTransformerBlock
 from torch import nn
 
 import banet
@@ -322,3 +324,16 @@ def test_fuse_keeps_outputs(name):
         banet.fuse(model)  # MobileNetV3 has no plain conv-BN pair: only the bridges fold
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
     assert not any(isinstance(m, BridgeAttention) for m in model.modules())
+
+
+@pytest.mark.parametrize('name, plain', [('ba_convnext_tiny', ConvNeXtBlock),
+                                         ('ba_swin_tiny_patch4_window7_224', SwinTransformerBlock),
+                                         ('ba_regnety_040', RegNetBottleneck)])
+def test_model_classes_bridge_every_block_with_the_given_bridge(name, plain):
+    """The ConvNeXt, Swin and RegNet classes build timm's model, then bridge all its blocks with ``ba_version`` and
+    ``ba_reduction``."""
+    model = _small(name, ba_version='v1', ba_reduction=4)
+    assert not [m for m in model.modules() if type(m) is plain]
+    blocks = [m for m in model.modules() if hasattr(m, 'ba')]
+    assert len(blocks) == (SMALL[name].get('depth') or sum(SMALL[name]['depths']))
+    assert all(b.ba.version == 'v1' and b.ba.hidden == b.ba.channels // 4 for b in blocks)

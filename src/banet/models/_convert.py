@@ -7,7 +7,7 @@ from timm.models import load_pretrained
 
 from ..layers import BridgeAttention
 
-__all__ = ['become', 'blocks_of', 'device_dtype', 'base_cfg', 'build_then_bridge']
+__all__ = ['become', 'blocks_of', 'bridge_blocks', 'BridgedModel', 'device_dtype', 'base_cfg', 'build_then_bridge']
 
 # the parts of a timm pretrained cfg that describe the model and its input, not a set of weights
 _CFG_KEYS = (
@@ -40,6 +40,33 @@ def blocks_of(
 ) -> List[nn.Module]:
     """Every sub-module whose type is exactly ``block_type`` (not a subclass, so bridged blocks are skipped)."""
     return [m for m in model.modules() if type(m) is block_type and (where is None or where(m))]
+
+
+def bridge_blocks(
+        model: nn.Module,
+        plain_block: Type[nn.Module],
+        ba_block: Type[nn.Module],
+        where: Optional[Callable[[nn.Module], bool]] = None,
+        **kwargs: Any,
+) -> None:
+    """Turn every ``plain_block`` of ``model`` (that ``where`` accepts) into ``ba_block`` in place, with
+    ``ba_block.from_block(block, **kwargs)``."""
+    for block in blocks_of(model, plain_block, where):
+        ba_block.from_block(block, **kwargs)
+
+
+class BridgedModel:
+    """Mixin before a timm model class: timm builds the model, then its blocks become bridged ones.
+
+    The subclass names the blocks in two class attributes: ``plain_block`` (timm's block class) and ``ba_block``
+    (its bridged subclass, whose ``from_block`` takes ``version`` and ``reduction``). The constructor takes timm's
+    arguments plus ``ba_version`` and ``ba_reduction``. For the families whose timm builder fixes the model class,
+    :func:`build_then_bridge` does the same.
+    """
+
+    def __init__(self, *args: Any, ba_version: str = 'v2', ba_reduction: int = 16, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        bridge_blocks(self, self.plain_block, self.ba_block, version=ba_version, reduction=ba_reduction)
 
 
 def base_cfg(base: str, **kwargs: Any) -> Dict[str, Any]:

@@ -16,7 +16,7 @@ from timm.layers import LayerType
 from timm.models._efficientnet_blocks import InvertedResidual
 
 from ..layers import BridgeAttention
-from ._convert import become, blocks_of, device_dtype
+from ._convert import become, bridge_blocks, device_dtype
 
 __all__ = ['BAInvertedResidual', 'bridge_inverted_residuals']
 
@@ -82,5 +82,5 @@ def _has_se(block: nn.Module) -> bool:
 
 def bridge_inverted_residuals(model: nn.Module, version: str, reduction: int, **block_kwargs) -> None:
     """Replace the SE of every timm ``InvertedResidual`` in ``model`` by a bridge (see :class:`BAInvertedResidual`)."""
-    for block in blocks_of(model, InvertedResidual, _has_se):
-        BAInvertedResidual.from_block(block, version, reduction, **block_kwargs)
+    bridge_blocks(
+        model, InvertedResidual, BAInvertedResidual, _has_se, version=version, reduction=reduction, **block_kwargs)

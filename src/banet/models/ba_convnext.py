@@ -8,7 +8,7 @@ bridging every transform in the block and gating its last output before the resi
 the bridge pools norm(dwconv x), act(fc1 ·) and fc2's output over all positions and gates fc2's output before layer
 scale, drop-path and the residual add. GELU inside the bridge (the block's activation), hidden width C // 16.
 """
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
@@ -17,7 +17,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.convnext import ConvNeXt, ConvNeXtBlock
 
 from ..layers import BridgeAttention
-from ._convert import base_cfg, become, blocks_of, device_dtype
+from ._convert import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BAConvNeXtBlock', 'BAConvNeXt']
 
@@ -61,13 +61,9 @@ class BAConvNeXtBlock(ConvNeXtBlock):
         return self.drop_path(x) + self.shortcut(shortcut)
 
 
-class BAConvNeXt(ConvNeXt):
+class BAConvNeXt(BridgedModel, ConvNeXt):
     """timm's ``ConvNeXt`` whose blocks are :class:`BAConvNeXtBlock` (``ba_version``, ``ba_reduction``)."""
-
-    def __init__(self, *args: Any, ba_version: str = 'v2', ba_reduction: int = 16, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for block in blocks_of(self, ConvNeXtBlock):
-            BAConvNeXtBlock.from_block(block, ba_version, ba_reduction)
+    plain_block, ba_block = ConvNeXtBlock, BAConvNeXtBlock
 
 
 default_cfgs = generate_default_cfgs({

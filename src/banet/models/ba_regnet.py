@@ -10,17 +10,17 @@ hidden width C // 16. The bridge is the block's channel attention, so RegNetY's 
 (docs/architectures.md gives the reasons and the alternatives). Defaults to ``zero_init_last=False``, as the BA
 ResNets.
 """
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
 from timm.layers import LayerType
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models.regnet import Bottleneck, RegNet, RegNetCfg, model_cfgs
+from timm.models.regnet import Bottleneck, RegNet, model_cfgs
 
 from ..layers import BridgeAttention
-from ._convert import base_cfg, become, blocks_of, device_dtype
+from ._convert import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BARegNetBottleneck', 'BARegNet']
 
@@ -59,13 +59,9 @@ class BARegNetBottleneck(Bottleneck):
         return self.act3(x)
 
 
-class BARegNet(RegNet):
+class BARegNet(BridgedModel, RegNet):
     """timm's ``RegNet`` whose bottlenecks are :class:`BARegNetBottleneck` (``ba_version``, ``ba_reduction``)."""
-
-    def __init__(self, cfg: RegNetCfg, *args: Any, ba_version: str = 'v2', ba_reduction: int = 16, **kwargs: Any):
-        super().__init__(cfg, *args, **kwargs)
-        for block in blocks_of(self, Bottleneck):
-            BARegNetBottleneck.from_block(block, ba_version, ba_reduction)
+    plain_block, ba_block = Bottleneck, BARegNetBottleneck
 
 
 default_cfgs = generate_default_cfgs({

@@ -9,7 +9,7 @@ block's transforms are the window attention and the MLP's two linear layers; the
 over all tokens of the image (attention output, act(fc1), fc2 output) and gates fc2's output, per channel, before the
 MLP's residual add. GELU inside the bridge (the MLP's activation), hidden width C // 16.
 """
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
@@ -18,7 +18,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 
 from ..layers import BridgeAttention
-from ._convert import base_cfg, become, blocks_of, device_dtype
+from ._convert import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BASwinTransformerBlock', 'BASwinTransformer']
 
@@ -62,14 +62,10 @@ class BASwinTransformerBlock(SwinTransformerBlock):
         return x.reshape(B, H, W, C)
 
 
-class BASwinTransformer(SwinTransformer):
+class BASwinTransformer(BridgedModel, SwinTransformer):
     """timm's ``SwinTransformer`` whose blocks are :class:`BASwinTransformerBlock` (``ba_version``,
     ``ba_reduction``)."""
-
-    def __init__(self, *args: Any, ba_version: str = 'v2', ba_reduction: int = 16, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for block in blocks_of(self, SwinTransformerBlock):
-            BASwinTransformerBlock.from_block(block, ba_version, ba_reduction)
+    plain_block, ba_block = SwinTransformerBlock, BASwinTransformerBlock
 
 
 default_cfgs = generate_default_cfgs({
