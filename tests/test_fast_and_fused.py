@@ -1,5 +1,6 @@
 """The fast bridge equals the straightforward reference (forward, backward, running statistics); fuse() parity."""
 import copy
+import types
 
 import pytest
 import timm
@@ -86,6 +87,11 @@ def test_fast_model_step_equals_reference_model_step(name, kwargs):
     assert not any(isinstance(m, BridgeAttention) and not isinstance(m, ReferenceBridgeAttention)
                    for m in ref.modules())
     size = 32 if name.endswith('_cifar') else 64
+    _assert_same_training_step(fast, ref, size)
+
+
+def _assert_same_training_step(fast, ref, size):
+    """One float64 step of both models from the same input: same outputs and parameter gradients."""
     x, y = torch.randn(4, 3, size, size, dtype=torch.float64), torch.randint(0, 10, (4,))
     outs = []
     for model in (fast, ref):
@@ -97,3 +103,54 @@ def test_fast_model_step_equals_reference_model_step(name, kwargs):
     grads_ref = dict(ref.named_parameters())
     for name, p in fast.named_parameters():
         torch.testing.assert_close(p.grad, grads_ref[name].grad, rtol=1e-7, atol=1e-9)
+
+
+def _straight_inverted_residual(block, x):
+    """BAInvertedResidual with mean pooling and a plain product (the blocks of these models have no conv_s2d)."""
+    shortcut = x
+    x = block.bn1(block.conv_pw(x))
+    s1 = x.mean((2, 3))
+    x = block.bn2(block.conv_dw(x))
+    if not block.gate_before_act:
+        x = block.act_dw(x)
+    x = x * block.ba([s1, x.mean((2, 3))])
+    if block.gate_before_act:
+        x = block.act_dw(x)
+    x = block.bn3(block.conv_pwl(block.aa(x)))
+    return block.drop_path(x) + shortcut if block.has_skip else x
+
+
+def _straight_regnet(block, x):
+    """BARegNetBottleneck with mean pooling and a plain product."""
+    shortcut = x
+    x = block.conv1(x)
+    s1 = x.mean((2, 3))
+    x = block.conv2(x)
+    s2 = x.mean((2, 3))
+    x = block.conv3(x)
+    x = x * block.ba([s1, s2, x.mean((2, 3))])
+    if block.downsample is not None:
+        x = block.drop_path(x) + block.downsample(shortcut)
+    return block.act3(x)
+
+
+@pytest.mark.parametrize('name,kwargs', [
+    ('ba_mobilenetv3_small_100', {}),  # gate before the activation, hard-sigmoid
+    ('ba_efficientnet_b0', {'drop_path_rate': 0.2}),  # gate after the activation, drop-path
+    ('ba_regnety_040', dict(w0=24, wa=36.44, wm=2.49, group_size=8, depth=13, drop_path_rate=0.2)),
+])
+def test_fast_mbconv_and_regnet_step_equals_straightforward_step(name, kwargs):
+    """The MBConv and RegNet bridges (bridge_pool, channel_gate) train as the mean and the plain product do."""
+    from banet.models import BAInvertedResidual, BARegNetBottleneck
+    torch.manual_seed(0)
+    fast = timm.create_model(name, num_classes=10, **kwargs).train().double()
+    ref = as_reference_model(fast).double()
+    for n, m in ref.named_modules():  # the reference bridges take ReLU and sigmoid: give them the models' own
+        if isinstance(m, ReferenceBridgeAttention):
+            m.act, m.gate = (copy.deepcopy(getattr(fast.get_submodule(n), a)) for a in ('act', 'gate'))
+    straight = {BAInvertedResidual: _straight_inverted_residual, BARegNetBottleneck: _straight_regnet}
+    blocks = [m for m in ref.modules() if type(m) in straight]
+    assert blocks
+    for m in blocks:
+        m.forward = types.MethodType(straight[type(m)], m)
+    _assert_same_training_step(fast, ref, 64)

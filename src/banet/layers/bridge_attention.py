@@ -138,7 +138,8 @@ class BridgeAttention(nn.Module):
         if len(features) != len(self.proj):
             raise ValueError(f'bridge attention expects {len(self.proj)} bridged features, got {len(features)}')
         pooled = [f.flatten(1) for f in features]
-        # TorchScript's isinstance on sub-modules is unreliable: scripted, BatchNorm1d raises its own error instead
+        # scripted, BatchNorm1d raises its own error: TorchScript can resolve isinstance on sub-modules wrongly (it
+        # did for BatchNorm1d once an FX graph holding one had been scripted)
         if not torch.jit.is_scripting():
             if self.training and self._has_batch_norm():
                 check_trainable_batch(pooled[0])

@@ -15,7 +15,7 @@ from torch import nn
 from timm.layers import LayerType
 from timm.models._efficientnet_blocks import InvertedResidual
 
-from ..layers import BridgeAttention
+from ..layers import BridgeAttention, bridge_pool, channel_gate
 from ._convert import become, bridge_blocks, device_dtype
 
 __all__ = ['BAInvertedResidual', 'bridge_inverted_residuals']
@@ -63,11 +63,11 @@ class BAInvertedResidual(InvertedResidual):
         if self.conv_s2d is not None:
             x = self.bn_s2d(self.conv_s2d(x))
         x = self.bn1(self.conv_pw(x))
-        s1 = x.mean((2, 3))
+        s1 = bridge_pool(x)
         x = self.bn2(self.conv_dw(x))
         if not self.gate_before_act:
             x = self.act_dw(x)
-        x = x * self.ba([s1, x.mean((2, 3))])
+        x = channel_gate(x, self.ba([s1, bridge_pool(x)]))
         if self.gate_before_act:
             x = self.act_dw(x)
         x = self.bn3(self.conv_pwl(self.aa(x)))

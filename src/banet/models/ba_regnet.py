@@ -19,7 +19,7 @@ from timm.layers import LayerType
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.regnet import Bottleneck, RegNet, model_cfgs
 
-from ..layers import BridgeAttention
+from ..layers import BridgeAttention, bridge_pool, channel_gate
 from ._convert import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BARegNetBottleneck', 'BARegNet']
@@ -49,11 +49,11 @@ class BARegNetBottleneck(Bottleneck):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.conv1(x)
-        s1 = x.mean((2, 3))
+        s1 = bridge_pool(x)
         x = self.conv2(x)
-        s2 = x.mean((2, 3))
+        s2 = bridge_pool(x)
         x = self.conv3(x)
-        x = x * self.ba([s1, s2, x.mean((2, 3))])
+        x = channel_gate(x, self.ba([s1, s2, bridge_pool(x)]))
         if self.downsample is not None:
             x = self.drop_path(x) + self.downsample(shortcut)
         return self.act3(x)
