@@ -128,7 +128,7 @@ def _default_of(f: dataclasses.Field) -> Any:
     return None
 
 
-def _convert(name: str, tp: Any, value: Any, where: str) -> Any:
+def _coerce(name: str, tp: Any, value: Any, where: str) -> Any:
     """``value`` (from YAML or Python) as field type ``tp``; a BanetError naming ``where`` and the key if it is not."""
     if value is None:
         if typing.get_origin(tp) is Union and type(None) in typing.get_args(tp):
@@ -157,7 +157,7 @@ def _convert(name: str, tp: Any, value: Any, where: str) -> Any:
         if typing.get_origin(base) in (list, tuple):
             item = typing.get_args(base)[0]
             values = value if isinstance(value, (list, tuple)) else [value]
-            return [_convert(name, item, v, where) for v in values]
+            return [_coerce(name, item, v, where) for v in values]
     except (TypeError, ValueError, argparse.ArgumentTypeError):
         shown = 'auto|true|false' if _is_switch(tp) else getattr(base, '__name__', str(base))
         raise BanetError(f'{where}: argument --{name.replace("_", "-")}: invalid {shown} value: {value!r}') from None
@@ -175,7 +175,7 @@ def from_mapping(cls: Type[C], values: Mapping[str, Any], where: str = 'config')
                          'warmup_epochs (see --help)')
     out = {}
     for k, v in values.items():
-        out[k] = _convert(k, hints[k], v, where)
+        out[k] = _coerce(k, hints[k], v, where)
         choices = next(f.metadata['choices'] for f in _fields(cls) if f.name == k)
         if choices and out[k] is not None and out[k] not in choices:
             raise BanetError(f'{where}: {k} must be one of {list(choices)}, got {out[k]!r}')

@@ -16,7 +16,7 @@ from timm.layers import LayerType
 from timm.models._efficientnet_blocks import InvertedResidual
 
 from ..layers import BridgeAttention, bridge_pool, channel_gate
-from ._convert import become, bridge_blocks, device_dtype
+from ._bridging import become, bridge_blocks, device_dtype
 
 __all__ = ['BAInvertedResidual', 'bridge_inverted_residuals']
 

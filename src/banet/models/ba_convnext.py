@@ -17,7 +17,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.convnext import ConvNeXt, ConvNeXtBlock
 
 from ..layers import BridgeAttention
-from ._convert import BridgedModel, base_cfg, become, device_dtype
+from ._bridging import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BAConvNeXtBlock', 'BAConvNeXt']
 

@@ -16,7 +16,7 @@ from torch import nn
 from timm.models import generate_default_cfgs, register_model
 from timm.models.efficientnet import EfficientNet, _gen_efficientnet
 
-from ._convert import base_cfg, build_then_bridge
+from ._bridging import base_cfg, build_then_bridge
 from ._mbconv import bridge_inverted_residuals
 
 __all__ = ['create_ba_efficientnet']

@@ -16,7 +16,7 @@ from torch import nn
 from timm.models import generate_default_cfgs, register_model
 from timm.models.mobilenetv3 import MobileNetV3, _gen_mobilenet_v3
 
-from ._convert import base_cfg, build_then_bridge
+from ._bridging import base_cfg, build_then_bridge
 from ._mbconv import bridge_inverted_residuals
 
 def _create(variant: str, pretrained: bool, **kwargs: Any) -> MobileNetV3:

@@ -20,7 +20,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.regnet import Bottleneck, RegNet, model_cfgs
 
 from ..layers import BridgeAttention, bridge_pool, channel_gate
-from ._convert import BridgedModel, base_cfg, become, device_dtype
+from ._bridging import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BARegNetBottleneck', 'BARegNet']
 

@@ -18,7 +18,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.resnet import BasicBlock, Bottleneck
 
 from ..layers import BridgeAttention, bridge_pool, channel_gate
-from ._convert import become, device_dtype
+from ._bridging import become, device_dtype
 from .official import checkpoint_filter_fn
 from ._resnet import BanetResNet
 

@@ -18,7 +18,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 
 from ..layers import BridgeAttention
-from ._convert import BridgedModel, base_cfg, become, device_dtype
+from ._bridging import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BASwinTransformerBlock', 'BASwinTransformer']
 

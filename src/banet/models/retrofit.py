@@ -16,7 +16,7 @@ from timm.models import resnet as tm
 from ..errors import BanetError
 from ..layers import BridgeAttention, bridge_pool, channel_gate
 from . import BABasicBlock, BABottleneck
-from ._convert import become, device_dtype
+from ._bridging import become, device_dtype
 
 __all__ = ['add_bridge_attention', 'TVBABasicBlock', 'TVBABottleneck']
 
