@@ -1,4 +1,4 @@
-"""Helpers shared by the bridged families: turning blocks into bridged ones in place, timm-based cfgs, build-then-bridge."""
+"""Helpers of the bridged families: blocks bridged in place, timm-based cfgs, build-then-bridge."""
 from typing import Any, Callable, Dict, List, Optional, Type
 
 import timm
