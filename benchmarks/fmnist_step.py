@@ -22,7 +22,7 @@ import timm
 import torch
 
 import banet  # noqa: F401  (registers the models)
-from banet.benchmark import BenchConfig, build_step, machine_info
+from banet.measure.benchmark import BenchConfig, build_step, machine_info
 
 
 def build(model_name: str, batch: int, mode: str, compile_: bool, channels_last: bool):

@@ -9,9 +9,8 @@
 #   G2  BA-ResNet-56 (CIFAR-style, 28 px, batch 256) training images/s >= 0.85 x plain ResNet-56 when compiled with
 #       CUDA graphs (torch.compile mode "reduce-overhead"): small inputs are launch-bound, and eager BA blocks run at
 #       about 1/3 of the plain speed on an H100 (docs/benchmarks.md, "A first GPU observation").
-#       CUDA graphs need `banet benchmark --compile-mode reduce-overhead` (being added by another engineer). If this
-#       checkout's `banet benchmark` has no --compile-mode, the script falls back to --compile with
-#       TORCHINDUCTOR_CUDAGRAPHS=1 (inductor's cudagraphs switch, what reduce-overhead turns on) and says so in the log.
+#       CUDA graphs: `banet benchmark --compile --compile-mode reduce-overhead` (an older checkout without
+#       --compile-mode falls back to --compile with TORCHINDUCTOR_CUDAGRAPHS=1 and says so in the log).
 #
 # What runs, in priority order (each a `banet benchmark` invocation writing one JSON; later ones are skipped when
 # the time budget, 8 minutes in all by default, runs out):
