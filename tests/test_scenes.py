@@ -11,6 +11,7 @@ from pycocotools import mask as mask_utils  # noqa: E402
 
 from _train_data import make_fashion_mnist  # noqa: E402
 from banet.detection import CATEGORIES, CocoDetectionDataset, DataError, make_scenes, read_idx  # noqa: E402
+from banet.errors import BanetError  # noqa: E402
 
 OPTIONS = dict(canvas=64, items=(2, 4), item_size=(16, 40), threshold=100)
 
@@ -95,5 +96,5 @@ def test_read_idx(fmnist, tmp_path):
     broken = tmp_path / 'broken.gz'
     with gzip.open(fmnist / 'train-images-idx3-ubyte.gz') as f:
         broken.write_bytes(gzip.compress(f.read()[:-5]))
-    with pytest.raises(DataError, match='truncated'):
+    with pytest.raises(BanetError, match='truncated'):
         read_idx(broken)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 
+from ..errors import BanetError
 from .features import TimmFeatures, WeightsReport
 
 __all__ = ['EXTRA_BLOCKS', 'TimmFPN']
@@ -33,7 +34,7 @@ class TimmFPN(nn.Module):
                  weights: Optional[Mapping[str, torch.Tensor]] = None, **model_kwargs: Any) -> None:
         super().__init__()
         if extra not in EXTRA_BLOCKS:
-            raise ValueError(f"extra must be one of {EXTRA_BLOCKS}, got '{extra}'")
+            raise BanetError(f"extra must be one of {EXTRA_BLOCKS}, got '{extra}'")
         self.features = TimmFeatures(name, returned_stages, weights=weights, trainable_layers=trainable_layers,
                                      norm=norm, **model_kwargs)
         extra_block = LastLevelMaxPool() if extra == 'maxpool' else LastLevelP6P7(fpn_channels, fpn_channels)

@@ -12,6 +12,7 @@ from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import MultiScaleRoIAlign
 
+from ..errors import BanetError
 from .backbone import TimmFPN
 
 __all__ = ['ARCHS', 'create_detector']
@@ -58,7 +59,7 @@ def create_detector(arch: str, backbone: str = 'ba_resnet50', num_classes: int =
     ``rpn_anchor_generator``, ``box_detections_per_img``, ``image_mean``) go to the torchvision class.
     """
     if arch not in ARCHS:
-        raise ValueError(f"unknown detector '{arch}', expected one of {ARCHS}")
+        raise BanetError(f"unknown detector '{arch}', expected one of {ARCHS}")
     rcnn = arch in ('fasterrcnn', 'maskrcnn')
     if returned_stages is None:
         returned_stages = (-4, -3, -2, -1) if rcnn else (-3, -2, -1)

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
+from ..errors import BanetError
 from ..train.engine import NonFiniteLossError
 
 __all__ = ['train_one_epoch']
@@ -73,6 +74,6 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
         if max_iters is not None and steps >= max_iters:
             break
     if steps == 0:
-        raise ValueError('the training loader yielded no batch (is the data set smaller than one batch with '
+        raise BanetError('the training loader yielded no batch (is the data set smaller than one batch with '
                          'drop_last=True?)')
     return {k: v / steps for k, v in sums.items()}

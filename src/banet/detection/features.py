@@ -7,6 +7,7 @@ import torch
 from timm.layers import Format, nhwc_to
 from torch import nn
 
+from ..errors import BanetError
 from ..layers import freeze_norms
 
 __all__ = ['NORMS', 'WeightsReport', 'TimmFeatures']
@@ -38,7 +39,7 @@ def _check_weights(name: str, weights: Mapping[str, torch.Tensor], kwargs: dict)
     wrong = [f'{k} {tuple(v.shape)} (model: {tuple(expected[k].shape)})' for k, v in state.items()
              if k in expected and v.shape != expected[k].shape]
     if wrong:
-        raise ValueError(f'backbone_weights do not fit {name}: {len(wrong)} shape mismatches, e.g. {wrong[0]}')
+        raise BanetError(f'backbone_weights do not fit {name}: {len(wrong)} shape mismatches, e.g. {wrong[0]}')
     report = WeightsReport(missing_keys=sorted(set(expected) - dropped - set(state)),
                            unexpected_keys=sorted(set(state) - set(expected)))
     if report.missing_keys:
@@ -53,7 +54,7 @@ def _check_weights(name: str, weights: Mapping[str, torch.Tensor], kwargs: dict)
 def _create(name: str, out_indices: Sequence[int], weights: Optional[Mapping[str, torch.Tensor]],
             kwargs: dict) -> tuple[nn.Module, Optional[WeightsReport]]:
     if not timm.is_model(name):
-        raise ValueError(f"unknown timm model '{name}' (see timm.list_models())")
+        raise BanetError(f"unknown timm model '{name}' (see timm.list_models())")
     report, load = None, {}
     if weights is not None:
         state, report = _check_weights(name, weights, kwargs)
@@ -63,7 +64,7 @@ def _create(name: str, out_indices: Sequence[int], weights: Optional[Mapping[str
         body = timm.create_model(name, features_only=True, out_indices=tuple(out_indices), **load, **kwargs)
     except (AssertionError, AttributeError, NotImplementedError, RuntimeError, TypeError) as e:
         options = ''.join(f', {k}={v!r}' for k, v in kwargs.items())
-        raise ValueError(f"timm model '{name}' cannot be built as a features_only extractor (out_indices="
+        raise BanetError(f"timm model '{name}' cannot be built as a features_only extractor (out_indices="
                          f'{tuple(out_indices)}{options}): {type(e).__name__}: {e}') from None
     return body, report
 
@@ -101,7 +102,7 @@ class TimmFeatures(nn.Module):
                  trainable_layers: Optional[int] = None, norm: str = 'frozen', **model_kwargs: Any) -> None:
         super().__init__()
         if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got '{norm}'")
+            raise BanetError(f"norm must be one of {NORMS}, got '{norm}'")
         self.body, self.weights_report = _create(name, out_indices, weights, model_kwargs)
         self.num_stages = len(self.body.feature_info.info)
         self.channels: list[int] = self.body.feature_info.channels()
@@ -114,7 +115,7 @@ class TimmFeatures(nn.Module):
 
     def _freeze_stages(self, trainable_layers: int) -> None:
         if not 0 <= trainable_layers <= self.num_stages:
-            raise ValueError(f'trainable_layers must be in [0, {self.num_stages}] for this backbone, '
+            raise BanetError(f'trainable_layers must be in [0, {self.num_stages}] for this backbone, '
                              f'got {trainable_layers}')
         first = self.num_stages - trainable_layers
         stages = _stage_of_parameters(self.body)

@@ -6,6 +6,8 @@ from typing import Any, Iterable, Optional, Sequence
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..errors import BanetError
+
 __all__ = ['IOU_TYPES', 'METRIC_NAMES', 'coco_metrics']
 
 IOU_TYPES = ('bbox', 'segm')
@@ -31,7 +33,7 @@ def coco_metrics(coco_gt: Any, results: Sequence[dict], iou_type: str = 'bbox',
     ground truth gives -1 (COCO's convention). No results at all give AP 0.
     """
     if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got '{iou_type}'")
+        raise BanetError(f"iou_type must be one of {IOU_TYPES}, got '{iou_type}'")
     names = [f'{iou_type}_{name}' for name in METRIC_NAMES]
     if not results:
         return dict.fromkeys(names, 0.0)

@@ -4,7 +4,6 @@ Each canvas holds a few Fashion-MNIST items (Xiao et al., *Fashion-MNIST*, arXiv
 scales and places; every item gets its visible silhouette as mask (RLE) and the box of that mask. Train scenes
 use the Fashion-MNIST training images, val scenes the test images.
 """
-import gzip
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.datasets import FashionMNIST
 
+from ..errors import BanetError
+from ..io.idx import read_idx
 from .errors import DataError
 
 __all__ = ['CATEGORIES', 'SPLITS', 'read_idx', 'make_scenes']
@@ -24,24 +25,6 @@ __all__ = ['CATEGORIES', 'SPLITS', 'read_idx', 'make_scenes']
 CATEGORIES = tuple(FashionMNIST.classes)  # category id = Fashion-MNIST label + 1
 SPLITS = {'train': 'train', 'val': 't10k'}  # scene split -> Fashion-MNIST IDX prefix
 _PARAMS_FILE = 'scenes.json'
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file (``.gz`` or plain) as a numpy array, e.g. Fashion-MNIST images (N, 28, 28) uint8."""
-    path = Path(path)
-    try:
-        with (gzip.open(path, 'rb') if path.suffix == '.gz' else open(path, 'rb')) as f:
-            data = f.read()
-    except OSError as e:
-        raise DataError(f'cannot read IDX file {path}: {e}') from None
-    if len(data) < 4 or data[:2] != b'\0\0' or data[2] != 0x08:
-        raise DataError(f'{path} is not an unsigned-byte IDX file')
-    ndim = data[3]
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype='>i4', count=ndim, offset=4))
-    offset = 4 + 4 * ndim
-    if len(data) - offset != int(np.prod(shape)):
-        raise DataError(f'{path} is truncated: header says {shape}, {len(data) - offset} bytes of data')
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
 def _load_fmnist(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +99,7 @@ def make_scenes(fmnist_dir: str | Path, out_dir: str | Path, n_train: int, n_val
                   item_size=list(item_size), threshold=threshold, min_visible=min_visible,
                   placement_tries=placement_tries)
     if not 1 <= items[0] <= items[1] or not 1 <= item_size[0] <= item_size[1] <= canvas:
-        raise ValueError(f'need 1 <= items[0] <= items[1] and 1 <= item_size[0] <= item_size[1] <= canvas, got '
+        raise BanetError(f'need 1 <= items[0] <= items[1] and 1 <= item_size[0] <= item_size[1] <= canvas, got '
                          f'items={items}, item_size={item_size}, canvas={canvas}')
     if (out_dir / _PARAMS_FILE).is_file():
         if json.loads((out_dir / _PARAMS_FILE).read_text()) != params:

@@ -11,6 +11,7 @@ from torchvision.models.segmentation import FCN, DeepLabV3
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
+from ..errors import BanetError
 from ..detection.features import TimmFeatures
 
 __all__ = ['ARCHS', 'DenseBackbone', 'create_segmenter']
@@ -45,9 +46,9 @@ def create_segmenter(arch: str, backbone: str = 'ba_resnet50', num_classes: int 
     ``model.backbone.features.weights_report``.
     """
     if arch not in ARCHS:
-        raise ValueError(f"unknown segmenter '{arch}', expected one of {ARCHS}")
+        raise BanetError(f"unknown segmenter '{arch}', expected one of {ARCHS}")
     if output_stride not in _ATROUS_RATES:
-        raise ValueError(f'output_stride must be one of {tuple(_ATROUS_RATES)}, got {output_stride}')
+        raise BanetError(f'output_stride must be one of {tuple(_ATROUS_RATES)}, got {output_stride}')
     features = TimmFeatures(backbone, (-2, -1) if aux else (-1,), weights=backbone_weights,
                             trainable_layers=trainable_layers, norm=norm, output_stride=output_stride,
                             **dict(backbone_kwargs or {}))

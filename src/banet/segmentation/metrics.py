@@ -1,6 +1,8 @@
 """Mean IoU and pixel accuracy from a confusion matrix (``torch.bincount``), ignoring label 255."""
 import torch
 
+from ..errors import BanetError
+
 __all__ = ['metrics_from_confusion', 'SegmentationMetric']
 
 
@@ -31,7 +33,7 @@ class SegmentationMetric:
         keep = target != self.ignore_index
         truth, pred = target[keep].long().cpu(), prediction[keep].long().cpu()
         if truth.numel() and (truth.min() < 0 or truth.max() >= self.num_classes):
-            raise ValueError(f'target labels must be in [0, {self.num_classes}) or {self.ignore_index}, '
+            raise BanetError(f'target labels must be in [0, {self.num_classes}) or {self.ignore_index}, '
                              f'got {truth.min().item()}..{truth.max().item()}')
         counts = torch.bincount(truth * self.num_classes + pred, minlength=self.num_classes ** 2)
         self.confusion += counts.reshape(self.num_classes, self.num_classes)

@@ -7,7 +7,6 @@ timm's transforms (folders through torchvision's ``ImageFolder``, streamed sets 
 is read from the IDX files of ``--data-dir`` (``.gz`` or not), else of the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); CIFAR through torchvision. Nothing is downloaded
 unless the user passes ``--download``.
 """
-import gzip
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +20,17 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from torchvision import datasets
 
 from ..errors import BanetError, MissingFileError
+from ..io.idx import read_idx
 from .options import DataOptions, TrainConfig
 from .tensor_loader import TensorLoader
 
 __all__ = ['DEBIAN_FASHION_MNIST', 'IN_MEMORY', 'DataSpec', 'build_train_loader', 'build_eval_loader',
-           'dataset_spec', 'load_in_memory', 'read_idx']
+           'dataset_spec', 'load_in_memory']
 
 DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
 IN_MEMORY = {'fashion_mnist': (10, 1, 28), 'cifar10': (10, 3, 32), 'cifar100': (100, 3, 32)}  # classes, chans, px
 _FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte',
                  't10k-labels-idx1-ubyte')
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 
 @dataclass
@@ -108,20 +107,6 @@ def _fashion_mnist_root(data_dir: Optional[str], download: bool, probe: bool = F
         f'holding {", ".join(f + ".gz" for f in _FMNIST_FILES[:2])}, ... ; or install the Debian package '
         f'(sudo apt-get install dataset-fashion-mnist); or pass --download --data-dir DIR to let torchvision '
         f'download it')
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """The array in an IDX file (the MNIST format), gzipped or not: magic 0 0 TYPE NDIM, NDIM big-endian sizes."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise BanetError(f'{path} is not an IDX file (bad magic number)')
-    ndim = data[3]
-    shape = tuple(int(n) for n in np.frombuffer(data, '>u4', ndim, 4))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    if len(data) != 4 + 4 * ndim + dtype.itemsize * int(np.prod(shape)):
-        raise BanetError(f'{path} is truncated or padded: its header says {shape}')
-    return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _fashion_mnist(cfg: DataOptions, train: bool) -> Tuple[torch.Tensor, torch.Tensor]:
