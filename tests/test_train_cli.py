@@ -173,8 +173,9 @@ class _Opaque:
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize('recipe', sorted(p for p in (REPO / 'configs').glob('*/*.yaml') if p.parent.name != 'study'),
-                         ids=lambda p: p.stem)  # configs/study/: banet study configs (tests/test_study.py)
+@pytest.mark.parametrize('recipe', sorted(p for p in (REPO / 'configs').glob('*/*.yaml')
+                                          if p.parent.name not in ('study', 'detection')),
+                         ids=lambda p: p.stem)  # study/, detection/: tests/test_study.py, tests/test_detect_cli.py
 def test_recipes_parse(recipe):
     args = train_config('-c', str(recipe))
     assert timm.is_model(args.model) and args.dataset in ('folder', 'fashion_mnist')

@@ -3,11 +3,11 @@ from .files import PathLike, atomic_write, load_state_dict_file, save_json_file,
 from .loader import CONFIG, EMA_WEIGHTS, WEIGHTS, Checkpoint, check_model_name, check_model_names, find_checkpoint, load_model, \
     fit_report, load_weights, read_checkpoint
 from .pretrained import (input_channels, label_names_of, load_pretrained, model_config, model_data_config,
-                         norm_tensors, per_channel_norm, save_pretrained)
+                         norm_tensors, save_pretrained)
 from .figures import pyplot, save_figure
 from .idx import read_idx
 
 __all__ = ['atomic_write', 'load_state_dict_file', 'save_json_file', 'save_state_dict_file', 'save_torch_file',
            'PathLike', 'fit_report', 'CONFIG', 'EMA_WEIGHTS', 'WEIGHTS', 'Checkpoint', 'check_model_name', 'check_model_names', 'find_checkpoint', 'load_model',
            'load_weights', 'read_checkpoint', 'input_channels', 'label_names_of', 'load_pretrained', 'model_config',
-           'model_data_config', 'norm_tensors', 'per_channel_norm', 'save_pretrained', 'pyplot', 'save_figure', 'read_idx']
+           'model_data_config', 'norm_tensors', 'save_pretrained', 'pyplot', 'save_figure', 'read_idx']

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from timm.data import resolve_data_config
+from timm.data import resolve_input_data_config
 from timm.utils import unwrap_model
 from torch import nn
 
@@ -24,7 +24,7 @@ from ..layers import FusedBridgeAttention
 from .files import PathLike, save_json_file, save_state_dict_file
 from .loader import CONFIG, WEIGHTS, find_checkpoint, load_model
 
-__all__ = ['model_config', 'per_channel_norm', 'save_pretrained', 'load_pretrained', 'input_channels',
+__all__ = ['model_config', 'save_pretrained', 'load_pretrained', 'input_channels',
            'label_names_of', 'model_data_config', 'norm_tensors']
 # pretrained_cfg fields that say where the source weights came from; a saved folder is its own source.
 _SOURCE_KEYS = ('url', 'hf_hub_id', 'hf_hub_filename', 'hf_hub_revision', 'file', 'source', 'state_dict', 'tag',
@@ -44,21 +44,10 @@ def input_channels(model: nn.Module) -> int:
     return model.pretrained_cfg.get('input_size', (3,))[0]
 
 
-def model_data_config(model: nn.Module) -> Dict[str, Any]:
-    """timm's eval data config of ``model`` with the channels it really takes (one mean/std value per channel)."""
-    in_chans = input_channels(model)
-    cfg = resolve_data_config({}, model=model)
-    cfg['input_size'] = (in_chans, *cfg['input_size'][1:])
-    return per_channel_norm(cfg, in_chans)
-
-
-def per_channel_norm(cfg: Dict[str, Any], in_chans: int) -> Dict[str, Any]:
-    """Give a data config one mean/std value per input channel (a 3-channel default for a 1-channel model is
-    averaged); returns ``cfg``, changed in place."""
-    for key in ('mean', 'std'):
-        if len(cfg[key]) != in_chans:
-            cfg[key] = (sum(cfg[key]) / len(cfg[key]),) * in_chans
-    return cfg
+def model_data_config(model: nn.Module, **overrides: Any) -> Dict[str, Any]:
+    """timm's eval data config of ``model`` (``resolve_input_data_config``: the channels the model really takes, a
+    3-channel mean/std averaged for a 1-channel model), with ``overrides`` (img_size, mean, std, crop_pct, ...)."""
+    return resolve_input_data_config(unwrap_model(model), args=overrides)
 
 
 def norm_tensors(cfg: Dict[str, Any], scale: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:

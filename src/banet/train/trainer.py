@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import timm
 import torch
 import yaml
-from timm.data import Mixup, resolve_data_config
+from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
@@ -18,7 +18,7 @@ from torch.utils.data import DistributedSampler
 
 from ..config import config_dict, from_mapping
 from ..errors import BanetError, MissingFileError
-from ..io import atomic_write, check_model_name, load_state_dict_file, load_weights, model_config, per_channel_norm
+from ..io import atomic_write, check_model_name, load_state_dict_file, load_weights, model_config, model_data_config
 from .data import DataSpec, build_eval_loader, build_train_loader, dataset_spec
 from .distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
 from .engine import StepConfig, evaluate, train_one_epoch
@@ -50,10 +50,8 @@ def check_config(cfg: DataOptions, splits: List[str]) -> DataSpec:
 
 def data_config_for(cfg: DataOptions, model: nn.Module, spec: DataSpec) -> Dict[str, Any]:
     """timm's data config of the model, with the dataset's size/channels and any --mean/--std/... given."""
-    in_chans = cfg.in_chans or spec.in_chans
-    overrides = dict(in_chans=in_chans, img_size=cfg.img_size or spec.img_size, mean=cfg.mean, std=cfg.std,
-                     crop_pct=cfg.crop_pct, interpolation=cfg.interpolation)
-    return per_channel_norm(resolve_data_config(overrides, model=model), in_chans)
+    return model_data_config(model, img_size=cfg.img_size or spec.img_size, mean=cfg.mean, std=cfg.std,
+                             crop_pct=cfg.crop_pct, interpolation=cfg.interpolation)
 
 
 def compile_model(model: nn.Module, cfg: DataOptions) -> nn.Module:
