@@ -84,7 +84,7 @@ def test_written_once(fmnist, scenes, tmp_path):
     (tmp_path / 'taken').mkdir()
     with pytest.raises(DataError, match='not a scenes folder'):
         make_scenes(fmnist, tmp_path / 'taken', 2, 2, **OPTIONS)
-    with pytest.raises(DataError, match='cannot read IDX file'):
+    with pytest.raises(BanetError, match='cannot read IDX file'):
         make_scenes(tmp_path / 'nowhere', tmp_path / 'fails', 2, 2, **OPTIONS)
     assert not (tmp_path / 'fails').exists() and not list(tmp_path.glob('.fails.*'))  # nothing half-written
 

@@ -16,7 +16,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     """The array of an IDX file: magic ``0 0 TYPE NDIM``, NDIM big-endian sizes, then the data."""
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f'no such IDX file: {path}')
+        raise MissingFileError(f'cannot read IDX file {path}: it does not exist')
     try:
         with (gzip.open(path, 'rb') if path.suffix == '.gz' else open(path, 'rb')) as f:
             data = f.read()
