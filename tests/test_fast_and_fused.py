@@ -154,3 +154,25 @@ def test_fast_mbconv_and_regnet_step_equals_straightforward_step(name, kwargs):
     for m in blocks:
         m.forward = types.MethodType(straight[type(m)], m)
     _assert_same_training_step(fast, ref, 64)
+
+
+@pytest.mark.parametrize('name', ['ba_resnet50', 'bav1_resnet50'])
+@pytest.mark.parametrize('form', ['eval', 'fused', 'frozen'])
+def test_eval_bottleneck_pools_its_widest_map_through_conv3(name, form, monkeypatch):
+    """In eval mode a bottleneck's last pooled feature is conv3 + bn3 applied to the pooled conv3 input (both act
+    per pixel), equal to pooling the map itself and one pass fewer: two poolings per block instead of three."""
+    torch.manual_seed(0)
+    model = _randomise_norms(timm.create_model(name, num_classes=10)).eval()
+    ref = as_reference_model(copy.deepcopy(model)).eval()
+    if form == 'fused':
+        banet.fuse(model)
+    elif form == 'frozen':
+        banet.freeze_norms(model)
+    x = torch.randn(2, 3, 64, 64)
+    calls = []
+    pool = banet.models.ba_resnet.bridge_pool
+    monkeypatch.setattr(banet.models.ba_resnet, 'bridge_pool', lambda t: calls.append(t) or pool(t))
+    with torch.no_grad():
+        got, expected = model(x), ref(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert len(calls) == 2 * len([m for m in model.modules() if isinstance(m, banet.BABottleneck)])

@@ -16,6 +16,7 @@ from torch import nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..layers import BridgeAttention, bridge_pool, channel_gate
 from ._bridging import become, device_dtype
@@ -23,6 +24,9 @@ from .official import checkpoint_filter_fn
 from ._resnet import BanetResNet
 
 __all__ = ['BABasicBlock', 'BABottleneck', 'create_ba_resnet']
+
+# Norms that are a per-channel affine map of each pixel in eval mode (fused convs leave nn.Identity in their place)
+_PIXELWISE_EVAL_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, FrozenBatchNorm2d, nn.Identity)
 
 
 def _check_plain(block: nn.Module, block_type: Type[nn.Module]) -> None:
@@ -125,8 +129,17 @@ class BABottleneck(_BABlock, Bottleneck):
         x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
         s2 = bridge_pool(x)
         x = self.bn3(self.conv3(self.aa(x)))
-        gate = self.ba([s1, s2, bridge_pool(x)])
+        gate = self.ba([s1, s2, self._pool_last(x, s2)])
         return self.act3(self._gate_and_add(x, gate, shortcut))
+
+    def _pool_last(self, x: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """GAP(bn3(conv3(·))) of the block's widest map. In eval mode conv3 (1x1, stride 1) and bn3 map each pixel
+        by the same affine function, which commutes with the spatial mean: applying them to the already pooled
+        ``s2`` gives the same value without another pass over the map (when no anti-aliasing layer sits between)."""
+        if not torch.jit.is_scripting():  # TorchScript compiles the plain pooling alone (it cannot type-test modules)
+            if not self.training and type(self.aa) is nn.Identity and type(self.bn3) in _PIXELWISE_EVAL_NORMS:
+                return self.bn3(self.conv3(s2[:, :, None, None].to(x.dtype))).flatten(1)
+        return bridge_pool(x)
 
 
 def create_ba_resnet(variant: str, pretrained: bool = False, version: str = 'v2', **kwargs: Any) -> BanetResNet:
