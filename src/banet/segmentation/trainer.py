@@ -129,6 +129,8 @@ def _train(cfg: SegmentTrainConfig, info: DistInfo) -> Dict[str, Any]:
     if len(train_set) < cfg.batch_size * info.world_size:
         raise BanetError(f'{len(train_set)} training images are fewer than one batch of {cfg.batch_size} x '
                          f'{info.world_size} process(es): lower --batch-size')
+    eval_loader = _eval_loader(cfg.data_dir, cfg.val_split, {'base_size': cfg.base_size, 'mean': mean, 'std': std},
+                               cfg.workers) if info.primary else None  # a missing split fails before the run starts
     precision = resolve_precision(cfg.amp, cfg.amp_dtype, False, info.device)
     run_dir = start_run(cfg, info, precision, cfg.arch)
 
@@ -158,8 +160,6 @@ def _train(cfg: SegmentTrainConfig, info: DistInfo) -> Dict[str, Any]:
     log = MetricsLog(run_dir) if info.primary else None
     if log:
         log.truncate(start_epoch)
-    eval_loader = _eval_loader(cfg.data_dir, cfg.val_split, {'base_size': cfg.base_size, 'mean': mean, 'std': std},
-                               cfg.workers) if info.primary else None
     row: Dict[str, Any] = {}
     for epoch in range(start_epoch, num_epochs):
         if isinstance(sampler, DistributedSampler):
