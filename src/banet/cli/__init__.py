@@ -5,9 +5,9 @@ import sys
 from typing import List, Optional
 
 from ..errors import BanetError
-from . import benchmark, convert, detect, export, inspect, predict, profile, study, train, validate
+from . import benchmark, convert, detect, export, inspect, predict, profile, segment, study, train, validate
 
-COMMANDS = [train, validate, convert, profile, benchmark, study, export, predict, inspect, detect]
+COMMANDS = [train, validate, convert, profile, benchmark, study, export, predict, inspect, detect, segment]
 
 
 def build_parser() -> argparse.ArgumentParser:

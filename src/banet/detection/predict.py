@@ -12,10 +12,11 @@ from ..errors import BanetError
 from ..io import atomic_write
 from .evaluate import MASK_THRESHOLD
 
-__all__ = ['detect_files']
+__all__ = ['read_image', 'detect_files']
 
 
-def _read(path: Path) -> torch.Tensor:
+def read_image(path: Path) -> torch.Tensor:
+    """The RGB uint8 C×H×W tensor of an image file; BanetError naming the file if it cannot be read."""
     try:
         with Image.open(path) as image:
             return F.pil_to_tensor(image.convert('RGB'))
@@ -33,7 +34,7 @@ def detect_files(model: nn.Module, files: Sequence[Path], out_dir: Path, score_t
     categories = categories or getattr(model, 'categories', {})
     results = []
     for file in files:
-        image = _read(file)
+        image = read_image(file)
         out = model([F.to_dtype(image, torch.float32, scale=True).to(device)])[0]
         keep = out['scores'] >= score_thresh
         boxes, labels, scores = out['boxes'][keep].cpu(), out['labels'][keep].tolist(), out['scores'][keep].tolist()

@@ -11,25 +11,24 @@ from pathlib import Path
 from typing import Any, Dict
 
 import torch
-import yaml
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..config import config_dict
 from ..errors import BanetError, MissingFileError
-from ..io import atomic_write, find_checkpoint, load_state_dict_file, read_checkpoint, save_json_file
-from ..train.distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
+from ..io import find_checkpoint, load_state_dict_file, save_json_file
+from ..train.distributed import DistInfo, cleanup_distributed, init_distributed
 from ..train.metrics import MetricsLog, plot_metrics
 from ..train.precision import resolve_precision
-from ..train.state import copy_checkpoint, get_rng_state, load_train_state, save_checkpoint, set_rng_state
+from ..train.state import copy_checkpoint, save_checkpoint
 from .builders import create_detector
 from .data import CocoDetectionDataset, build_loader, collate_detection, train_transforms
 from .engine import train_one_epoch
 from .evaluate import evaluate_detector
 from .options import DetectTrainConfig, DetectValidateConfig
+from .runs import backbone_weights, class_count, gather_rng, report_backbone, restore_run, start_run, train_loader
 
 __all__ = ['train_detector', 'validate_detector', 'load_detector', 'detector_config']
 
@@ -68,13 +67,6 @@ class _PerUpdate:
         self.scheduler.step_update(num_updates=self.num_updates)
 
 
-def _run_dir(cfg: DetectTrainConfig, info: DistInfo) -> Path:
-    if cfg.resume:
-        return Path(cfg.resume)
-    name = cfg.experiment or f'{cfg.arch}-{cfg.backbone}-{time.strftime("%Y%m%d-%H%M%S")}'
-    return Path(cfg.output) / broadcast_object(name, info)
-
-
 def _eval_loader(cfg: Any, masks: bool) -> DataLoader:
     dataset = CocoDetectionDataset(cfg.data_dir, cfg.val_split, masks=masks, drop_crowd=False)
     return build_loader(dataset, cfg.batch_size, train=False, num_workers=cfg.workers)
@@ -108,36 +100,19 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:
     train_set = CocoDetectionDataset(cfg.data_dir, cfg.train_split, train_transforms(cfg.hflip, scale),
                                      masks=masks, skip_empty=True)
     categories = {c['id']: c['name'] for c in train_set.coco.loadCats(train_set.coco.getCatIds())}
-    num_classes = cfg.num_classes or max(categories, default=0) + 1
-    if num_classes <= max(categories, default=0):
-        raise BanetError(f'--num-classes {num_classes} is not above the largest category id {max(categories)}')
+    num_classes = class_count(categories, cfg.num_classes)
     if len(train_set) < cfg.batch_size * info.world_size:
         raise BanetError(f'{len(train_set)} training images with objects are fewer than one batch of '
                          f'{cfg.batch_size} x {info.world_size} process(es): lower --batch-size')
     precision = resolve_precision(cfg.amp, cfg.amp_dtype, False, info.device)
-    run_dir = _run_dir(cfg, info)
-    if info.primary:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        text = f'# precision on {info.device}: {precision.describe()}\n' + yaml.safe_dump(config_dict(cfg),
-                                                                                           sort_keys=False)
-        atomic_write(run_dir / 'config.yaml', lambda tmp: Path(tmp).write_text(text))
-        print(f'config (saved to {run_dir / "config.yaml"}):\n{text}', flush=True)
+    run_dir = start_run(cfg, info, precision, cfg.arch)
 
     torch.manual_seed(cfg.seed + info.rank)
-    weights = read_checkpoint(cfg.backbone_checkpoint, trust_pickle=cfg.trust_pickle).state_dict \
-        if cfg.backbone_checkpoint else None
-    model = create_detector(cfg.arch, cfg.backbone, num_classes, backbone_weights=weights,
+    model = create_detector(cfg.arch, cfg.backbone, num_classes, backbone_weights=backbone_weights(cfg),
                             trainable_layers=cfg.trainable_layers, norm=cfg.norm, min_size=cfg.min_size,
                             max_size=cfg.max_size, fpn_channels=cfg.fpn_channels).to(info.device)
-    report = model.backbone.weights_report
-    if info.primary and report is not None:
-        print(f'backbone initialised from {cfg.backbone_checkpoint}: {len(report.missing_keys)} missing, '
-              f'{len(report.unexpected_keys)} unexpected key(s)', flush=True)
-    generator = torch.Generator().manual_seed(cfg.seed + info.rank)
-    sampler = DistributedSampler(train_set, info.world_size, info.rank, seed=cfg.seed, drop_last=True) \
-        if info.distributed else torch.utils.data.RandomSampler(train_set, generator=generator)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=cfg.workers, collate_fn=collate_detection, generator=generator)
+    report_backbone(cfg, model.backbone.weights_report, info)
+    loader, sampler, generator = train_loader(train_set, cfg, info, collate_detection)
     optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     momentum=cfg.momentum)
     scheduler, num_epochs = create_scheduler_v2(
@@ -147,11 +122,7 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:
     scaler = torch.amp.GradScaler(info.device.type) if precision.needs_scaler else None
     start_epoch, best, num_updates = 0, None, 0
     if cfg.resume:
-        state = load_train_state(run_dir)
-        model.load_state_dict(load_state_dict_file(run_dir / 'last' / 'model.safetensors'))
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        set_rng_state(state['rng'][info.rank], {'loader': generator})
+        state = restore_run(run_dir, info, model, optimizer, scheduler, generator)
         start_epoch, best, num_updates = state['epoch'], state['best'], state['num_updates']
     net = DistributedDataParallel(model) if info.distributed else model
     log = MetricsLog(run_dir) if info.primary else None
@@ -178,11 +149,7 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:
             row.update({k: v for k, v in metrics.items() if k not in row})
         improved = validated and info.primary and (best is None or row['bbox_AP'] > best)
         best = row['bbox_AP'] if improved else best
-        rng = [get_rng_state({'loader': generator})]
-        if info.distributed:
-            gathered = [None] * info.world_size
-            torch.distributed.all_gather_object(gathered, rng[0])
-            rng = gathered
+        rng = gather_rng(generator, info)
         if info.primary:
             config = detector_config(cfg, num_classes, categories, epoch=epoch + 1, precision=precision.as_dict(),
                                      metrics={k: v for k, v in row.items() if 'AP' in k and not math.isnan(v)})

@@ -14,10 +14,11 @@ from torchvision.models.segmentation.fcn import FCNHead
 from ..errors import BanetError
 from ..detection.features import TimmFeatures
 
-__all__ = ['ARCHS', 'DenseBackbone', 'create_segmenter']
+__all__ = ['ARCHS', 'OUTPUT_STRIDES', 'DenseBackbone', 'create_segmenter']
 
 ARCHS = ('deeplabv3', 'fcn')
 _ATROUS_RATES = {8: (12, 24, 36), 16: (6, 12, 18)}  # DeepLabV3's ASPP rates for each output stride
+OUTPUT_STRIDES = tuple(_ATROUS_RATES)
 
 
 class DenseBackbone(nn.Module):
@@ -47,8 +48,8 @@ def create_segmenter(arch: str, backbone: str = 'ba_resnet50', num_classes: int 
     """
     if arch not in ARCHS:
         raise BanetError(f"unknown segmenter '{arch}', expected one of {ARCHS}")
-    if output_stride not in _ATROUS_RATES:
-        raise BanetError(f'output_stride must be one of {tuple(_ATROUS_RATES)}, got {output_stride}')
+    if output_stride not in OUTPUT_STRIDES:
+        raise BanetError(f'output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}')
     features = TimmFeatures(backbone, (-2, -1) if aux else (-1,), weights=backbone_weights,
                             trainable_layers=trainable_layers, norm=norm, output_stride=output_stride,
                             **dict(backbone_kwargs or {}))

@@ -1,4 +1,8 @@
-"""Semantic masks (category id per pixel, 255 on crowd) from a COCO-layout split."""
+"""Semantic masks (category id per pixel, 255 on crowd) from a COCO-layout split, and their transforms.
+
+The transforms are torchvision's segmentation reference recipe on ``transforms.v2``, applied jointly to the image
+and its ``tv_tensors.Mask`` (masks resize with nearest neighbours).
+"""
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -9,9 +13,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..detection.data import load_coco, read_sample, semantic_mask
+from ..detection.data import IGNORE_INDEX, load_coco, read_sample, semantic_mask
 
-__all__ = ['CocoSegmentationDataset']
+__all__ = ['CocoSegmentationDataset', 'train_transforms', 'eval_transforms']
 
 
 class CocoSegmentationDataset(Dataset):
@@ -40,3 +44,18 @@ class CocoSegmentationDataset(Dataset):
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
         return self._finish(image), mask.as_subclass(torch.Tensor).long()
+
+
+def train_transforms(base_size: int, crop_size: int, hflip: float = 0.5) -> v2.Transform:
+    """Shorter side resized to a random 0.5-2 × ``base_size``, flipped with probability ``hflip``, cropped to
+    ``crop_size`` × ``crop_size`` at random (padded where smaller: image 0, mask 255), so batches stack."""
+    return v2.Compose([
+        v2.RandomResize(int(0.5 * base_size), int(2.0 * base_size)),
+        v2.RandomHorizontalFlip(hflip),
+        v2.RandomCrop(crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
+    ])
+
+
+def eval_transforms(base_size: int) -> v2.Transform:
+    """Shorter side resized to ``base_size`` (aspect kept; images are evaluated one at a time)."""
+    return v2.Resize(base_size)

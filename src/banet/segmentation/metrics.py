@@ -1,9 +1,12 @@
 """Mean IoU and pixel accuracy from a confusion matrix (``torch.bincount``), ignoring label 255."""
+import math
+from typing import Mapping, Optional, Sequence
+
 import torch
 
 from ..errors import BanetError
 
-__all__ = ['metrics_from_confusion', 'SegmentationMetric']
+__all__ = ['metrics_from_confusion', 'named_iou', 'SegmentationMetric']
 
 
 def metrics_from_confusion(confusion: torch.Tensor) -> dict[str, float | list[float]]:
@@ -17,6 +20,12 @@ def metrics_from_confusion(confusion: torch.Tensor) -> dict[str, float | list[fl
     iou = hits / union  # 0/0 -> NaN for classes never seen
     return {'miou': float(iou.nanmean()), 'pixel_acc': float(hits.sum() / confusion.sum()),
             'iou': iou.tolist()}
+
+
+def named_iou(iou: Sequence[float], categories: Mapping[int, str]) -> dict[str, Optional[float]]:
+    """Per-class IoU by class name (class 0 ``background``, ids without a category by number); NaN as None."""
+    names = {0: 'background', **categories}
+    return {names.get(c, str(c)): None if math.isnan(v) else v for c, v in enumerate(iou)}
 
 
 class SegmentationMetric:
