@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all demo clean
+.PHONY: setup test test-all fmnist demo demo-detect clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ FMNIST_HELP = Fashion-MNIST is missing from $(FMNIST_DIR). Get it one of three w
 	t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; \
 	(3) $(VENV)/bin/banet train -c configs/fashion_mnist/ba_resnet20_cifar.yaml --download --data-dir DIR
 
-demo: $(STAMP)
+fmnist:
 	@if [ ! -f $(FMNIST_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
 		else echo "$(FMNIST_HELP)"; exit 1; fi; \
@@ -36,6 +36,8 @@ demo: $(STAMP)
 		$$SUDO apt-get install -y dataset-fashion-mnist || { $$SUDO apt-get update && \
 			$$SUDO apt-get install -y dataset-fashion-mnist; } || { echo "$(FMNIST_HELP)"; exit 1; }; \
 	fi
+
+demo: $(STAMP) fmnist
 	$(VENV)/bin/banet train -c configs/fashion_mnist/ba_resnet20_cifar.yaml --data-dir $(FMNIST_DIR) \
 		--output $(dir $(DEMO_RUN)) --experiment $(notdir $(DEMO_RUN)) --log-interval 50 --profile-data
 	$(VENV)/bin/banet validate --checkpoint $(DEMO_RUN) --dataset fashion_mnist --data-dir $(FMNIST_DIR) \
@@ -43,6 +45,20 @@ demo: $(STAMP)
 	@echo "checkpoint: $(DEMO_RUN)/best/ (model.safetensors + config.json; training state in $(DEMO_RUN)/last/)"
 	@echo "metrics:    $(DEMO_RUN)/metrics.csv, test result $(DEMO_RUN)/validate-fashion_mnist.json"
 	@echo "plot:       $(DEMO_RUN)/summary.png"
+
+# Detection demo: a BAv2-backbone detector on Fashion-MNIST scenes, on the CPU (docs/detection.md has the recipe).
+SCENES_DIR ?= data/fmnist-scenes
+DETECT_RUN ?= runs/demo-detect
+SCENES ?= --train 2000 --val 500
+
+demo-detect: $(STAMP) fmnist
+	$(VENV)/bin/banet detect scenes --fmnist-dir $(FMNIST_DIR) --output $(SCENES_DIR) $(SCENES)
+	$(VENV)/bin/banet detect train -c configs/detection/scenes_fcos_ba_resnet18.yaml --data-dir $(SCENES_DIR) \
+		--output $(dir $(DETECT_RUN)) --experiment $(notdir $(DETECT_RUN))
+	$(VENV)/bin/banet detect validate --checkpoint $(DETECT_RUN) --data-dir $(SCENES_DIR) --device cpu \
+		--results-file $(DETECT_RUN)/validate-val.json --no-progress
+	@echo "checkpoint: $(DETECT_RUN)/best/ ; metrics: $(DETECT_RUN)/metrics.csv ; box AP: $(DETECT_RUN)/validate-val.json"
+	@echo "plot:       $(DETECT_RUN)/summary.png"
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

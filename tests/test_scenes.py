@@ -98,3 +98,15 @@ def test_read_idx(fmnist, tmp_path):
         broken.write_bytes(gzip.compress(f.read()[:-5]))
     with pytest.raises(BanetError, match='truncated'):
         read_idx(broken)
+
+
+def test_scenes_command(fmnist, tmp_path, capsys):
+    from banet.cli import main
+    out = tmp_path / 'cli'
+    assert main(['detect', 'scenes', '--fmnist-dir', str(fmnist), '--output', str(out), '--train', '3', '--val', '2',
+                 '--canvas', '64']) == 0
+    assert str(out) in capsys.readouterr().out
+    ids = [len(json.loads((out / 'annotations' / f'instances_{s}.json').read_text())['images']) for s in ('train', 'val')]
+    assert ids == [3, 2] and len(list((out / 'train').glob('*.png'))) == 3
+    assert main(['detect', 'scenes', '--fmnist-dir', str(tmp_path / 'none'), '--output', str(tmp_path / 'x')]) == 2
+    assert 'does not exist' in capsys.readouterr().err and not (tmp_path / 'x').exists()

@@ -25,6 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument('--score-thresh', type=float, default=0.5, help='keep detections scoring at least this')
     d.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     d.set_defaults(run=_predict)
+    s = actions.add_parser('scenes', help='write the Fashion-MNIST scenes: an offline COCO-layout set with boxes and '
+                                          'masks (docs/detection.md)')
+    s.add_argument('--fmnist-dir', default='/usr/share/datasets/fashion-mnist',
+                   help="Fashion-MNIST's IDX .gz files (default: the Debian package's folder)")
+    s.add_argument('--output', required=True, metavar='DIR', help='scenes folder to write (once; kept if it exists '
+                                                                   'with the same parameters)')
+    s.add_argument('--train', type=int, default=2000, help='training scenes (default 2000)')
+    s.add_argument('--val', type=int, default=500, help='validation scenes (default 500)')
+    s.add_argument('--seed', type=int, default=0, help='random seed (same seed, same files)')
+    s.add_argument('--canvas', type=int, default=128, help='scene side in px (default 128)')
+    s.set_defaults(run=_scenes)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -51,4 +62,11 @@ def _predict(args: argparse.Namespace) -> int:
     for r in detect_files(model, collect_files(args.inputs), args.output_dir, args.score_thresh):
         shown = ', '.join(f'{d["label"]} {d["score"]:.2f}' for d in r['detections']) or 'nothing'
         print(f'{r["file"]}: {shown} -> {r["output"]}')
+    return 0
+
+
+def _scenes(args: argparse.Namespace) -> int:
+    from ..detection.scenes import make_scenes
+    out = make_scenes(args.fmnist_dir, args.output, args.train, args.val, args.seed, canvas=args.canvas)
+    print(f'scenes: {out} (annotations/instances_train.json, instances_val.json; train/, val/)')
     return 0
