@@ -14,16 +14,31 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
 from ..config import config_dict
-from ..errors import BanetError
+from ..errors import BanetError, MissingFileError
 from ..io import WEIGHTS, atomic_write, load_state_dict_file, read_checkpoint
-from ..train.distributed import DistInfo, broadcast_object
+from ..train.distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
 from ..train.precision import Precision
 from ..train.state import get_rng_state, load_train_state, set_rng_state
 from .features import WeightsReport
 from .options import CocoTrainOptions
 
-__all__ = ['class_count', 'start_run', 'backbone_weights', 'report_backbone', 'train_loader', 'gather_rng',
-           'restore_run']
+__all__ = ['run_distributed', 'class_count', 'start_run', 'backbone_weights', 'report_backbone', 'train_loader',
+           'gather_rng', 'restore_run']
+
+
+def run_distributed(cfg: CocoTrainOptions, train: Callable[[Any, DistInfo], Dict[str, Any]]) -> Dict[str, Any]:
+    """Check ``cfg``, set the threads, start the process group (a no-op outside torchrun) and run
+    ``train(cfg, info)``, closing the group whatever happens."""
+    cfg.check()
+    if cfg.resume and not (Path(cfg.resume) / 'last').is_dir():
+        raise MissingFileError(f'--resume {cfg.resume}: no last/ checkpoint folder there')
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info = init_distributed(cfg.device)
+    try:
+        return train(cfg, info)
+    finally:
+        cleanup_distributed()
 
 
 def class_count(categories: Mapping[int, str], requested: Optional[int]) -> int:

@@ -17,9 +17,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..errors import BanetError, MissingFileError
+from ..errors import BanetError
 from ..io import find_checkpoint, load_state_dict_file, save_json_file
-from ..train.distributed import DistInfo, cleanup_distributed, init_distributed
+from ..train.distributed import DistInfo
 from ..train.metrics import MetricsLog, plot_metrics
 from ..train.precision import resolve_precision
 from ..train.state import copy_checkpoint, save_checkpoint
@@ -28,7 +28,8 @@ from .data import CocoDetectionDataset, build_loader, collate_detection, train_t
 from .engine import train_one_epoch
 from .evaluate import evaluate_detector
 from .options import DetectTrainConfig, DetectValidateConfig
-from .runs import backbone_weights, class_count, gather_rng, report_backbone, restore_run, start_run, train_loader
+from .runs import (backbone_weights, class_count, gather_rng, report_backbone, restore_run, run_distributed, start_run,
+                   train_loader)
 
 __all__ = ['train_detector', 'validate_detector', 'load_detector', 'detector_config']
 
@@ -80,17 +81,7 @@ def train_detector(config: DetectTrainConfig) -> Dict[str, Any]:
         train_detector(DetectTrainConfig(arch='fasterrcnn', backbone='ba_resnet18', data_dir='scenes', epochs=1,
                                          batch_size=4, output='runs', experiment='e'))   # run folder runs/e/
     """
-    cfg = config
-    cfg.check()
-    if cfg.resume and not (Path(cfg.resume) / 'last').is_dir():
-        raise MissingFileError(f'--resume {cfg.resume}: no last/ checkpoint folder there')
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    info = init_distributed(cfg.device)
-    try:
-        return _train(cfg, info)
-    finally:
-        cleanup_distributed()
+    return run_distributed(config, _train)
 
 
 def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:

@@ -27,11 +27,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..detection.data import build_loader
-from ..detection.runs import backbone_weights, class_count, gather_rng, report_backbone, restore_run, start_run, \
-    train_loader
-from ..errors import BanetError, MissingFileError
+from ..detection.runs import (backbone_weights, class_count, gather_rng, report_backbone, restore_run, run_distributed,
+                              start_run, train_loader)
+from ..errors import BanetError
 from ..io import find_checkpoint, load_state_dict_file, save_json_file
-from ..train.distributed import DistInfo, cleanup_distributed, init_distributed
+from ..train.distributed import DistInfo
 from ..train.engine import StepConfig, train_one_epoch
 from ..train.metrics import MetricsLog, plot_metrics
 from ..train.precision import Precision, resolve_precision
@@ -106,17 +106,7 @@ def train_segmenter(config: SegmentTrainConfig) -> Dict[str, Any]:
         train_segmenter(SegmentTrainConfig(arch='fcn', backbone='ba_resnet18', data_dir='coco', epochs=1,
                                            output='runs', experiment='s'))   # run folder runs/s/
     """
-    cfg = config
-    cfg.check()
-    if cfg.resume and not (Path(cfg.resume) / 'last').is_dir():
-        raise MissingFileError(f'--resume {cfg.resume}: no last/ checkpoint folder there')
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    info = init_distributed(cfg.device)
-    try:
-        return _train(cfg, info)
-    finally:
-        cleanup_distributed()
+    return run_distributed(config, _train)
 
 
 def _train(cfg: SegmentTrainConfig, info: DistInfo) -> Dict[str, Any]:
