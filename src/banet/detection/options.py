@@ -13,7 +13,8 @@ from ..errors import BanetError
 from .builders import ARCHS
 from .features import NORMS
 
-__all__ = ['CocoOptions', 'BatchedCocoOptions', 'CocoTrainOptions', 'DetectTrainConfig', 'DetectValidateConfig']
+__all__ = ['CocoOptions', 'BatchedCocoOptions', 'CocoTrainOptions', 'CheckpointOptions', 'DetectTrainConfig',
+           'DetectValidateConfig']
 
 MODEL, DATA, OPT, RUN, MACHINE = 'model', 'data (COCO layout)', 'optimiser and schedule', 'run', 'machine'
 
@@ -107,14 +108,21 @@ class DetectTrainConfig(CocoTrainOptions):
 
 
 @dataclass
-class DetectValidateConfig(BatchedCocoOptions):
-    """Everything :func:`banet.detection.validate_detector` needs."""
-    checkpoint: Optional[str] = option(None, 'a detection run folder, its best/ or last/, or a checkpoint folder',
-                                       'run', metavar='PATH', group=RUN)
+class CheckpointOptions:
+    """The checkpoint to evaluate and where its metrics go: what every COCO-layout validate command adds (mixed in
+    before its data options; ``trainer`` names the command that makes such checkpoints)."""
+    trainer = 'banet detect train'
+    checkpoint: Optional[str] = option(None, 'a run folder, its best/ or last/, or a checkpoint folder', 'run',
+                                       metavar='PATH', group=RUN)
     results_file: Optional[str] = option(None, 'where to write the metrics (default: beside the checkpoint)', 'run',
                                          metavar='FILE.json', group=RUN)
 
     def check(self) -> None:
         super().check()
         if not self.checkpoint:
-            raise BanetError('--checkpoint PATH is required (a banet detect train run folder)')
+            raise BanetError(f'--checkpoint PATH is required (a {self.trainer} run folder)')
+
+
+@dataclass
+class DetectValidateConfig(CheckpointOptions, BatchedCocoOptions):
+    """Everything :func:`banet.detection.validate_detector` needs."""

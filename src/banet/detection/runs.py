@@ -17,13 +17,14 @@ from ..config import config_dict
 from ..errors import BanetError, MissingFileError
 from ..io import WEIGHTS, atomic_write, load_state_dict_file, read_checkpoint
 from ..train.distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
+from ..train.metrics import MetricsLog, plot_metrics
 from ..train.precision import Precision
 from ..train.state import get_rng_state, load_train_state, set_rng_state
 from .features import WeightsReport
 from .options import CocoTrainOptions
 
 __all__ = ['run_distributed', 'class_count', 'start_run', 'backbone_weights', 'report_backbone', 'train_loader',
-           'gather_rng', 'restore_run']
+           'gather_rng', 'restore_run', 'finish_run']
 
 
 def run_distributed(cfg: CocoTrainOptions, train: Callable[[Any, DistInfo], Dict[str, Any]]) -> Dict[str, Any]:
@@ -116,3 +117,14 @@ def restore_run(run_dir: Path, info: DistInfo, model: nn.Module, optimizer: torc
     scheduler.load_state_dict(state['scheduler'])
     set_rng_state(state['rng'][info.rank], {'loader': generator})
     return state
+
+
+def finish_run(log: MetricsLog, run_dir: Path, panels: Any, epochs: int, started: float, best: Optional[float],
+               best_name: str) -> None:
+    """Close ``metrics.csv``, draw ``summary.png`` with ``panels`` and print where the run's files are."""
+    log.close()
+    plot = plot_metrics(log.path, run_dir / 'summary.png', panels=panels)
+    best_text = 'none' if best is None else f'{best:.3f}'
+    print(f'{epochs} epoch(s) in {(time.perf_counter() - started) / 60:.1f} min; run folder: {run_dir}\n'
+          f'  checkpoint: {run_dir / "best"} (best {best_name} {best_text}) and {run_dir / "last"}\n'
+          f'  metrics: {log.path}\n  plot: {plot}', flush=True)

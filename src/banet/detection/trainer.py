@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..errors import BanetError
 from ..io import find_checkpoint, load_state_dict_file, save_json_file
 from ..train.distributed import DistInfo
-from ..train.metrics import MetricsLog, plot_metrics
+from ..train.metrics import MetricsLog
 from ..train.precision import resolve_precision
 from ..train.state import copy_checkpoint, save_checkpoint
 from .builders import create_detector
@@ -28,8 +28,8 @@ from .data import CocoDetectionDataset, build_loader, collate_detection, train_t
 from .engine import train_one_epoch
 from .evaluate import evaluate_detector
 from .options import DetectTrainConfig, DetectValidateConfig
-from .runs import (backbone_weights, class_count, gather_rng, report_backbone, restore_run, run_distributed, start_run,
-                   train_loader)
+from .runs import (backbone_weights, class_count, finish_run, gather_rng, report_backbone, restore_run, run_distributed,
+                   start_run, train_loader)
 
 __all__ = ['train_detector', 'validate_detector', 'load_detector', 'detector_config']
 
@@ -154,13 +154,8 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:
                            if k in ('epoch', 'train_loss', 'train_img_s', 'lr', 'bbox_AP', 'bbox_AP50',
                                     'segm_AP')), flush=True)
     if info.primary:
-        log.close()
-        plot = plot_metrics(log.path, run_dir / 'summary.png', panels=(
-            ('loss', ('train_loss',)), ('COCO AP', ('bbox_AP', 'bbox_AP50', 'segm_AP'))))
-        best_text = 'none' if best is None else f'{best:.3f}'
-        print(f'{num_epochs - start_epoch} epoch(s) in {(time.perf_counter() - started) / 60:.1f} min; run folder: '
-              f'{run_dir}\n  checkpoint: {run_dir / "best"} (best box AP {best_text}) and {run_dir / "last"}\n'
-              f'  metrics: {log.path}\n  plot: {plot}', flush=True)
+        finish_run(log, run_dir, (('loss', ('train_loss',)), ('COCO AP', ('bbox_AP', 'bbox_AP50', 'segm_AP'))),
+                   num_epochs - start_epoch, started, best, 'box AP')
     return {'run_dir': str(run_dir), 'best_bbox_AP': best, 'model': model, **row}
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..config import option
 from ..detection.features import NORMS
-from ..detection.options import DATA, MODEL, OPT, RUN, CocoOptions, CocoTrainOptions
+from ..detection.options import DATA, MODEL, OPT, CheckpointOptions, CocoOptions, CocoTrainOptions
 from ..errors import BanetError
 from .builders import ARCHS, OUTPUT_STRIDES
 
@@ -54,14 +54,6 @@ class SegmentTrainConfig(CocoTrainOptions):
 
 
 @dataclass
-class SegmentValidateConfig(CocoOptions):
+class SegmentValidateConfig(CheckpointOptions, CocoOptions):
     """Everything :func:`banet.segmentation.validate_segmenter` needs (images are evaluated one at a time)."""
-    checkpoint: Optional[str] = option(None, 'a segmentation run folder, its best/ or last/, or a checkpoint folder',
-                                       'run', metavar='PATH', group=RUN)
-    results_file: Optional[str] = option(None, 'where to write the metrics (default: beside the checkpoint)', 'run',
-                                         metavar='FILE.json', group=RUN)
-
-    def check(self) -> None:
-        super().check()
-        if not self.checkpoint:
-            raise BanetError('--checkpoint PATH is required (a banet segment train run folder)')
+    trainer = 'banet segment train'

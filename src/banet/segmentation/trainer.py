@@ -27,13 +27,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..detection.data import build_loader
-from ..detection.runs import (backbone_weights, class_count, gather_rng, report_backbone, restore_run, run_distributed,
-                              start_run, train_loader)
+from ..detection.runs import (backbone_weights, class_count, finish_run, gather_rng, report_backbone, restore_run,
+                              run_distributed, start_run, train_loader)
 from ..errors import BanetError
 from ..io import find_checkpoint, load_state_dict_file, save_json_file
 from ..train.distributed import DistInfo
 from ..train.engine import StepConfig, train_one_epoch
-from ..train.metrics import MetricsLog, plot_metrics
+from ..train.metrics import MetricsLog
 from ..train.precision import Precision, resolve_precision
 from ..train.state import copy_checkpoint, save_checkpoint
 from .builders import create_segmenter
@@ -177,13 +177,8 @@ def _train(cfg: SegmentTrainConfig, info: DistInfo) -> Dict[str, Any]:
             print(' '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in row.items()),
                   flush=True)
     if info.primary:
-        log.close()
-        plot = plot_metrics(log.path, run_dir / 'summary.png', panels=(
-            ('loss', ('train_loss',)), ('validation', _METRICS)))
-        best_text = 'none' if best is None else f'{best:.3f}'
-        print(f'{num_epochs - start_epoch} epoch(s) in {(time.perf_counter() - started) / 60:.1f} min; run folder: '
-              f'{run_dir}\n  checkpoint: {run_dir / "best"} (best mIoU {best_text}) and {run_dir / "last"}\n'
-              f'  metrics: {log.path}\n  plot: {plot}', flush=True)
+        finish_run(log, run_dir, (('loss', ('train_loss',)), ('validation', _METRICS)), num_epochs - start_epoch,
+                   started, best, 'mIoU')
     return {'run_dir': str(run_dir), 'best_miou': best, 'model': model, **row}
 
 
