@@ -9,10 +9,12 @@ from pathlib import Path
 import datasets as hf
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from banet.cli import main
 from banet.errors import BanetError
+from banet.io import load_state_dict_file
 from banet.train import TrainConfig, train
 from banet.train.data import build_eval_loader, build_train_loader, dataset_spec
 
@@ -109,6 +111,16 @@ def test_webdataset_ranks_train_on_disjoint_shards(tmp_path, workers, batch_size
         assert seen[0] | seen[1] == set(range(16))  # and together every sample
 
 
+def test_webdataset_with_fewer_shards_than_readers_is_refused(tmp_path):
+    _write_shards(tmp_path, 'train', 16, shards=4)
+    cfg = TrainConfig(model='resnet20_cifar', dataset='wds/tiny', data_dir=str(tmp_path), num_classes=2,
+                      batch_size=4, workers=3)
+    with pytest.raises(BanetError, match='4 shard.* for 2 process.* x 3 loader worker.*lower --workers'):
+        build_train_loader(cfg, DATA_CONFIG, rank=1, world_size=2)  # a worker without a shard ends its epoch early
+    cfg.workers = 2
+    assert len(build_train_loader(cfg, DATA_CONFIG, rank=1, world_size=2)) == 2
+
+
 def test_webdataset_evaluation_reads_each_sample_once_over_the_ranks(tmp_path):
     _write_shards(tmp_path, 'validation', 16, classes=16, shards=4)
     cfg = TrainConfig(model='resnet20_cifar', dataset='wds/tiny', data_dir=str(tmp_path), num_classes=16,
@@ -120,15 +132,15 @@ def test_webdataset_evaluation_reads_each_sample_once_over_the_ranks(tmp_path):
 
 
 def test_hugging_face_dataset_on_disk_trains_without_the_network(tmp_path, no_network):
-    _write_hf_dataset(tmp_path / 'tiny', {'train': 8, 'validation': 4}, classes=2)
+    _write_hf_dataset(tmp_path / 'tiny', {'train': 8, 'val': 4}, classes=2)  # datasets' split names: train, val
     cache = tmp_path / 'cache'
     result = train(TrainConfig(model='resnet20_cifar', dataset=f'hfds/{tmp_path / "tiny"}', data_dir=str(cache),
-                               num_classes=2, val_split='validation', epochs=1, batch_size=4, img_size=24,
-                               workers=0, progress=False, threads=1, output=str(tmp_path / 'runs'), experiment='h'))
+                               num_classes=2, epochs=1, batch_size=4, img_size=24, workers=0, progress=False,
+                               threads=1, output=str(tmp_path / 'runs'), experiment='h'))
     assert result['val_top1'] >= 0 and (tmp_path / 'runs/h/last/model.safetensors').is_file()
     assert len((tmp_path / 'runs/h/metrics.csv').read_text().splitlines()) == 2  # header and the one epoch
     assert no_network == []
-    assert sorted(p.name for p in cache.rglob('*.arrow')) == ['tiny-train.arrow', 'tiny-validation.arrow']
+    assert sorted(p.name for p in cache.rglob('*.arrow')) == ['tiny-train.arrow', 'tiny-val.arrow']
 
 
 def test_hugging_face_dataset_is_shuffled_and_split_over_ranks(tmp_path, no_network):
@@ -140,6 +152,28 @@ def test_hugging_face_dataset_is_shuffled_and_split_over_ranks(tmp_path, no_netw
     assert _labels(build_train_loader(cfg, DATA_CONFIG)) == one  # by the seed
     ranks = [set(_labels(build_train_loader(cfg, DATA_CONFIG, rank=r, world_size=2))) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 6 and ranks[0].isdisjoint(ranks[1])
+    assert no_network == []
+
+
+@pytest.mark.parametrize('kind', ['wds', 'hfds'])
+def test_streamed_data_resumes_exactly(tmp_path, no_network, kind):
+    if kind == 'wds':  # a loader worker: the reader's sample shuffle starts afresh each epoch (see docs/training.md)
+        _write_shards(tmp_path / 'wds', 'train', 16)
+        _write_shards(tmp_path / 'wds', 'val', 8)
+        data = ['--dataset', 'wds/tiny', '--data-dir', str(tmp_path / 'wds'), '--workers', '1']
+    else:
+        _write_hf_dataset(tmp_path / 'tiny', {'train': 16, 'val': 8}, classes=2)
+        data = ['--dataset', f'hfds/{tmp_path / "tiny"}', '--data-dir', str(tmp_path / 'cache'), '--workers', '0']
+    args = ['train', '--model', 'resnet20_cifar', *data, '--num-classes', '2', '-b', '4', '--img-size', '24',
+            '--sched', 'step', '--drop', '0.2', '--deterministic', '--threads', '1', '--no-progress',
+            '--output', str(tmp_path / 'runs')]  # a constant learning rate: 1 + 1 epochs == 2 epochs
+    assert main([*args, '--epochs', '2', '--experiment', 'straight']) == 0
+    assert main([*args, '--epochs', '1', '--experiment', 'resumed']) == 0
+    resumed = tmp_path / 'runs' / 'resumed'
+    assert main(['train', '--resume', str(resumed), '--epochs', '2', '--threads', '1', '--no-progress']) == 0
+    a = load_state_dict_file(tmp_path / 'runs' / 'straight' / 'last' / 'model.safetensors')
+    b = load_state_dict_file(resumed / 'last' / 'model.safetensors')
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert no_network == []
 
 

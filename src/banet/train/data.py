@@ -184,7 +184,18 @@ def _image_dataset(cfg: DataOptions, split: str, train: bool, transform, seed: i
     if isinstance(ds, IterableDataset):
         ds.reader.dist_rank, ds.reader.dist_num_replicas = rank, world_size
         ds.set_loader_cfg(num_workers=cfg.workers)
+    if train and cfg.dataset.lower().startswith('wds/'):
+        _check_shards(cfg, split, len(ds.reader.split_info.filenames), world_size)
     return ds
+
+
+def _check_shards(cfg: DataOptions, split: str, shards: int, world_size: int) -> None:
+    """timm gives each process's loader workers whole shards: one without a shard would end its epoch early."""
+    workers = max(1, cfg.workers)
+    if shards < world_size * workers:
+        raise BanetError(f'--dataset {cfg.dataset}: the {split} split has {shards} shard(s) for {world_size} '
+                         f'process(es) x {workers} loader worker(s), and each reads whole shards: lower --workers '
+                         'or write the data into more shards (a multiple of processes x workers, equal in size)')
 
 
 def build_eval_loader(cfg: DataOptions, data_config: Dict[str, Any], rank: int = 0, world_size: int = 1,
