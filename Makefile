@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,export,detection]'
+	$(PY) -m pip install --quiet -e '.[dev,export,detection,data]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,9 +1,6 @@
 """Typed configs (kinds, --no- overrides, YAML checks), precision decisions, the one checkpoint loader, CLI errors."""
 import dataclasses
-import io
-import json
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -155,38 +152,6 @@ def test_a_corrupt_image_in_a_loader_worker_is_one_line_naming_it(tmp_path, caps
                  '--output', str(tmp_path / 'runs'), '--experiment', 'e']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f'cannot read image {bad}' in err[0] and 'Traceback' not in err[0]
-
-
-def _write_shards(root: Path, split: str, n: int, classes: int = 2) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for shard in range(2):
-        with tarfile.open(root / f'{split}-{shard:06d}.tar', 'w') as tar:
-            for i in range(n // 2):
-                key, label = f'{shard}_{i:04d}', (i % classes)
-                buf = io.BytesIO()
-                Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(buf, format='PNG')
-                for suffix, payload in (('png', buf.getvalue()), ('cls', str(label).encode())):
-                    info = tarfile.TarInfo(f'{key}.{suffix}')
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-    file = root / '_info.json'
-    info = json.loads(file.read_text()) if file.is_file() else {'name': 'tiny', 'splits': {}}
-    info['splits'][split] = {'num_samples': n, 'filenames': [f'{split}-{s:06d}.tar' for s in range(2)],
-                             'shard_lengths': [n // 2, n // 2], 'name': split}
-    file.write_text(json.dumps(info))
-
-
-def test_webdataset_shards_train_through_timm(tmp_path):
-    pytest.importorskip('webdataset')
-    root = tmp_path / 'wds'
-    _write_shards(root, 'train', 16)
-    _write_shards(root, 'validation', 8)
-    result = train(TrainConfig(model='resnet20_cifar', dataset='wds/tiny', data_dir=str(root), num_classes=2,
-                               train_split='train', val_split='validation', epochs=1, batch_size=4, img_size=24,
-                               workers=0, progress=False, threads=1, output=str(tmp_path / 'runs'),
-                               experiment='w'))
-    assert result['val_top1'] >= 0 and (tmp_path / 'runs/w/last/model.safetensors').is_file()
 
 
 def test_timm_loads_an_official_checkpoint_through_its_own_pretrained_path(tmp_path):

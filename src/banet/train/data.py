@@ -1,12 +1,17 @@
 """Datasets and loaders: image folders and streamed datasets through timm, small datasets held in memory.
 
 Image folders (``--dataset folder``: ``DIR/train/<class>/*.jpg``, ``DIR/val/...``) and timm's other datasets
-(``wds/NAME``: WebDataset shards, ``hfds/NAME``: a Hugging Face dataset, both under ``--data-dir``) are read with
-timm's transforms (folders through torchvision's ``ImageFolder``, streamed sets through timm's
-``create_dataset``); a folder image that cannot be decoded stops the run with one line naming it. Fashion-MNIST
-is read from the IDX files of ``--data-dir`` (``.gz`` or not), else of the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``); CIFAR through torchvision. Nothing is downloaded
-unless the user passes ``--download``.
+(``wds/NAME``: WebDataset shards in ``--data-dir``; ``hfds/NAME``: a Hugging Face dataset, a folder path or a hub
+name, cached in ``--data-dir``) are read with timm's transforms (folders through torchvision's ``ImageFolder``,
+the others through timm's ``create_dataset``; their libraries come with ``pip install "banet[data]"``). Random-access
+sets (folders, ``hfds``) are shuffled and split over processes by torch's samplers; timm's streamed readers
+(``wds``) shuffle and split their shards over processes and loader workers themselves, told the rank here. A folder
+image that cannot be decoded stops the run with one line naming it. Fashion-MNIST is read from the IDX files of
+``--data-dir`` (``.gz`` or not), else of the Debian package ``dataset-fashion-mnist``
+(``/usr/share/datasets/fashion-mnist``); CIFAR through torchvision. Nothing is downloaded unless the user passes
+``--download`` (or names an ``hfds`` hub dataset that is not cached).
 """
+import importlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 from timm.data import create_dataset, create_transform
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler
 from torchvision import datasets
 
 from ..errors import BanetError, MissingFileError
@@ -31,6 +36,7 @@ DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
 IN_MEMORY = {'fashion_mnist': (10, 1, 28), 'cifar10': (10, 3, 32), 'cifar100': (100, 3, 32)}  # classes, chans, px
 _FMNIST_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte',
                  't10k-labels-idx1-ubyte')
+_READER_LIBRARIES = {'wds': 'webdataset', 'hfds': 'datasets', 'hfids': 'datasets'}  # timm prefix: its library
 
 
 @dataclass
@@ -62,6 +68,7 @@ def dataset_spec(cfg: DataOptions, splits: List[str]) -> DataSpec:
         names = tuple(datasets.FashionMNIST.classes) if cfg.dataset == 'fashion_mnist' else None
         return DataSpec(*IN_MEMORY[cfg.dataset], class_names=names)
     if cfg.streamed:
+        _require_library(cfg.dataset)
         if not cfg.num_classes:
             raise BanetError(f'--dataset {cfg.dataset} needs --num-classes (a streamed dataset is not scanned '
                              'for its classes)')
@@ -150,12 +157,45 @@ def _read_image(path: str) -> Image.Image:
         raise BanetError(f'cannot read image {path}: {e}') from None
 
 
-def _image_dataset(cfg: DataOptions, split: str, train: bool, transform, seed: int = 0, batch_size: int = 1):
-    """A folder split (an unreadable file stops with its name), or timm's streamed dataset (wds/hfds)."""
-    if cfg.streamed:
-        return create_dataset(cfg.dataset, root=cfg.data_dir, split=split, is_training=train, transform=transform,
-                              batch_size=batch_size, seed=seed)
-    return datasets.ImageFolder(str(_folder_split(cfg, split)), transform=transform, loader=_read_image)
+def _require_library(dataset: str) -> None:
+    """Import the library behind a timm dataset prefix, or stop with the one install that adds it."""
+    module = _READER_LIBRARIES.get(dataset.partition('/')[0].lower())
+    if module is None:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise BanetError(f'--dataset {dataset} needs the {module} package ({e}): pip install "banet[data]"') from e
+
+
+def _image_dataset(cfg: DataOptions, split: str, train: bool, transform, seed: int = 0, batch_size: int = 1,
+                   rank: int = 0, world_size: int = 1):
+    """A folder split (an unreadable file stops with its name), or timm's dataset for a ``wds/``, ``hfds/`` name.
+
+    timm's streamed readers take the process's rank from ``torch.distributed``; they are given ``rank`` and
+    ``world_size`` here (the same under torchrun) and the loader's worker count, as timm's ``create_loader`` does,
+    so that their length (the epoch's steps) is the number of batches the workers yield.
+    """
+    if not cfg.streamed:
+        return datasets.ImageFolder(str(_folder_split(cfg, split)), transform=transform, loader=_read_image)
+    _require_library(cfg.dataset)
+    ds = create_dataset(cfg.dataset, root=cfg.data_dir, split=split, is_training=train, transform=transform,
+                        batch_size=batch_size, seed=seed)
+    if isinstance(ds, IterableDataset):
+        ds.reader.dist_rank, ds.reader.dist_num_replicas = rank, world_size
+        ds.set_loader_cfg(num_workers=cfg.workers)
+    if train and cfg.dataset.lower().startswith('wds/'):
+        _check_shards(cfg, split, len(ds.reader.split_info.filenames), world_size)
+    return ds
+
+
+def _check_shards(cfg: DataOptions, split: str, shards: int, world_size: int) -> None:
+    """timm gives each process's loader workers whole shards: one without a shard would end its epoch early."""
+    workers = max(1, cfg.workers)
+    if shards < world_size * workers:
+        raise BanetError(f'--dataset {cfg.dataset}: the {split} split has {shards} shard(s) for {world_size} '
+                         f'process(es) x {workers} loader worker(s), and each reads whole shards: lower --workers '
+                         'or write the data into more shards (a multiple of processes x workers, equal in size)')
 
 
 def build_eval_loader(cfg: DataOptions, data_config: Dict[str, Any], rank: int = 0, world_size: int = 1,
@@ -169,9 +209,11 @@ def build_eval_loader(cfg: DataOptions, data_config: Dict[str, Any], rank: int =
     transform = create_transform(
         data_config['input_size'], is_training=False, interpolation=data_config['interpolation'], mean=mean, std=std,
         crop_pct=data_config['crop_pct'], crop_mode=data_config.get('crop_mode', 'center'))
-    ds = _image_dataset(cfg, cfg.val_split, False, transform, batch_size=cfg.batch_size)
+    ds = _image_dataset(cfg, cfg.val_split, False, transform, batch_size=cfg.batch_size, rank=rank,
+                        world_size=world_size)
     pin = device is not None and device.type == 'cuda'
-    sampler = range(rank, len(ds), world_size) if world_size > 1 and not cfg.streamed else None
+    streamed = isinstance(ds, IterableDataset)  # split over processes by timm's reader
+    sampler = range(rank, len(ds), world_size) if world_size > 1 and not streamed else None
     return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, pin_memory=pin)
 
 
@@ -188,10 +230,11 @@ def build_train_loader(cfg: TrainConfig, data_config: Dict[str, Any], rank: int 
         data_config['input_size'], is_training=True, scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip,
         color_jitter=cfg.color_jitter, auto_augment=cfg.aa, interpolation=cfg.train_interpolation,
         mean=mean, std=std, re_prob=cfg.reprob, re_mode=cfg.remode)
-    ds = _image_dataset(cfg, cfg.train_split, True, transform, seed=cfg.seed, batch_size=cfg.batch_size)
+    ds = _image_dataset(cfg, cfg.train_split, True, transform, seed=cfg.seed, batch_size=cfg.batch_size,
+                        rank=rank, world_size=world_size)
     pin = device is not None and device.type == 'cuda'
     generator = torch.Generator().manual_seed(cfg.seed + rank)  # order (one process) and worker seeds
-    if cfg.streamed:  # timm's iterable reader shuffles and shards by process and worker itself
+    if isinstance(ds, IterableDataset):  # timm's streamed reader shuffles and shards by process and worker itself
         return DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                           generator=generator, pin_memory=pin, worker_init_fn=_seed_worker)
     if world_size > 1:
