@@ -30,8 +30,8 @@ def validate(config: ValidateConfig) -> Dict[str, Any]:
     saved: Dict[str, Any] = {}
     weights = None
     if cfg.checkpoint:
-        weights, config = read_config(cfg.checkpoint, cfg.use_ema, cfg.trust_pickle)
-        saved = config or {}
+        weights, found = read_config(cfg.checkpoint, cfg.use_ema, cfg.trust_pickle)
+        saved = found or {}
     model_name = cfg.model or saved.get('architecture')
     if not model_name:
         raise BanetError('give --model NAME, or --checkpoint a run folder (its config.json names the model)')
