@@ -1,6 +1,7 @@
 """``banet segment train|validate|predict``: torchvision segmenters over BA (or any timm) backbones on COCO data."""
 import argparse
 import json
+import os
 
 from ._options import add_config_options, config_from_args
 
@@ -37,7 +38,8 @@ def _train(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from ..segmentation.validate import validate_segmenter
     result = validate_segmenter(config_from_args(args.cls, args))
-    print(json.dumps(result, indent=2))
+    if os.environ.get('RANK', '0') == '0':  # under torchrun every process scores; the first one reports
+        print(json.dumps(result, indent=2))
     return 0
 
 
