@@ -11,9 +11,10 @@ from pycocotools.coco import COCO  # noqa: E402
 from torch import nn  # noqa: E402
 
 from _coco_data import SIZE, write_coco  # noqa: E402
+from banet.dense import collate_lists  # noqa: E402
 from banet.detection import (DataError, CocoDetectionDataset, TimmFeatures, build_loader, coco_metrics,  # noqa: E402
-                             collate_detection, create_detector, evaluate_detector, semantic_mask,
-                             to_coco_results, train_one_epoch, train_transforms)
+                             create_detector, evaluate_detector, to_coco_results, train_one_epoch, train_transforms)
+from banet.segmentation import semantic_mask  # noqa: E402
 from banet.train.engine import NonFiniteLossError  # noqa: E402
 
 # small proposal/sample counts and a narrow FPN keep a 64 px step cheap on the CPU
@@ -41,7 +42,7 @@ def coco_root(tmp_path_factory):
 def batch(coco_root):
     """Image 1 (two objects) and image 3 (no object: detectors must train on empty targets too), with masks."""
     ds = CocoDetectionDataset(coco_root, 'train2017', masks=True)
-    return collate_detection([ds[0], ds[2]])
+    return collate_lists([ds[0], ds[2]])
 
 
 def _step(model, images, targets, lr=0.01):

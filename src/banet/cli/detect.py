@@ -1,6 +1,7 @@
 """``banet detect train|validate|predict``: torchvision detectors over BA (or any timm) backbones on COCO data."""
 import argparse
 import json
+import os
 
 from ._options import add_config_options, config_from_args
 
@@ -24,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument('--output-dir', default='detections', help='folder for the drawn PNGs (default ./detections)')
     d.add_argument('--score-thresh', type=float, default=0.5, help='keep detections scoring at least this')
     d.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    d.add_argument('--trust-pickle', action='store_true', help='allow pickle weights (trusted files only)')
     d.set_defaults(run=_predict)
     s = actions.add_parser('scenes', help='write the Fashion-MNIST scenes: an offline COCO-layout set with boxes and '
                                           'masks (docs/detection.md)')
@@ -45,20 +47,21 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ..detection.trainer import validate_detector
+    from ..detection.validate import validate_detector
     result = validate_detector(config_from_args(args.cls, args))
-    print(json.dumps(result, indent=2))
+    if os.environ.get('RANK', '0') == '0':  # under torchrun every process scores; the first one reports
+        print(json.dumps(result, indent=2))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     import torch
     from ..deploy.predict import collect_files
+    from ..detection.checkpoint import load_detector
     from ..detection.predict import detect_files
-    from ..detection.trainer import load_detector
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_detector(args.checkpoint)
+    model = load_detector(args.checkpoint, trust_pickle=args.trust_pickle)
     for r in detect_files(model, collect_files(args.inputs), args.output_dir, args.score_thresh):
         shown = ', '.join(f'{d["label"]} {d["score"]:.2f}' for d in r['detections']) or 'nothing'
         print(f'{r["file"]}: {shown} -> {r["output"]}')

@@ -1,6 +1,7 @@
 """``banet segment train|validate|predict``: torchvision segmenters over BA (or any timm) backbones on COCO data."""
 import argparse
 import json
+import os
 
 from ._options import add_config_options, config_from_args
 
@@ -24,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument('--output-dir', default='segmentations', help='folder for the drawn PNGs (default ./segmentations)')
     d.add_argument('--alpha', type=float, default=0.5, help='opacity of the class colours over the image')
     d.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    d.add_argument('--trust-pickle', action='store_true', help='allow pickle weights (trusted files only)')
     d.set_defaults(run=_predict)
 
 
@@ -34,20 +36,21 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ..segmentation.trainer import validate_segmenter
+    from ..segmentation.validate import validate_segmenter
     result = validate_segmenter(config_from_args(args.cls, args))
-    print(json.dumps(result, indent=2))
+    if os.environ.get('RANK', '0') == '0':  # under torchrun every process scores; the first one reports
+        print(json.dumps(result, indent=2))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     import torch
     from ..deploy.predict import collect_files
+    from ..segmentation.checkpoint import load_segmenter
     from ..segmentation.predict import segment_files
-    from ..segmentation.trainer import load_segmenter
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_segmenter(args.checkpoint)
+    model = load_segmenter(args.checkpoint, trust_pickle=args.trust_pickle)
     for r in segment_files(model, collect_files(args.inputs), args.output_dir, args.alpha):
         shown = ', '.join(f'{name} {share:.1%}' for name, share in r['classes'].items()) or 'background only'
         print(f'{r["file"]}: {shown} -> {r["output"]}')

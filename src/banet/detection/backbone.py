@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 
+from ..dense.features import TimmFeatures, WeightsReport
 from ..errors import BanetError
-from .features import TimmFeatures, WeightsReport
 
 __all__ = ['EXTRA_BLOCKS', 'TimmFPN']
 

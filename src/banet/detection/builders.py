@@ -52,7 +52,7 @@ def create_detector(arch: str, backbone: str = 'ba_resnet50', num_classes: int =
     ``num_classes`` counts the background (COCO category ids: 91). ``backbone_weights`` is a classification
     state dict of ``timm.create_model(backbone)``; the classifier is dropped and missing/unexpected keys are
     logged and kept in ``model.backbone.weights_report``. ``trainable_layers`` (0 to the backbone's stage count,
-    5 for ResNets) and ``norm`` ('frozen' or 'bn') are :class:`~banet.detection.features.TimmFeatures`'.
+    5 for ResNets) and ``norm`` ('frozen' or 'bn') are :class:`~banet.dense.features.TimmFeatures`'.
     ``returned_stages`` defaults to the last four timm stages for R-CNNs and the last three (+P6, P7) for
     RetinaNet/FCOS, as torchvision. Anchors and RoI poolers follow torchvision's defaults for the backbone's
     levels, and the image normalisation the backbone's pretrained cfg (mean/std); ``detector_kwargs`` (e.g.

@@ -1,59 +1,27 @@
 """COCO-layout detection data through torchvision's ``CocoDetection`` and ``transforms.v2``.
 
-Layout (COCO 2017): ``DIR/annotations/instances_{split}.json`` and the images in ``DIR/{split}/``
-(Lin et al., *Microsoft COCO: Common Objects in Context*, ECCV 2014).
+The files are read and checked by :mod:`banet.dense.coco` (Lin et al., *Microsoft COCO: Common Objects in
+Context*, ECCV 2014).
 """
-import contextlib
-import io
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+from torchvision.datasets import wrap_dataset_for_transforms_v2
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .errors import DataError
+from ..dense.coco import load_coco, read_sample
 
-__all__ = ['IGNORE_INDEX', 'coco_paths', 'load_coco', 'read_sample', 'CocoDetectionDataset', 'train_transforms',
-           'semantic_mask', 'collate_detection', 'build_loader']
-
-IGNORE_INDEX = 255  # semantic masks: crowd regions
+__all__ = ['CocoDetectionDataset', 'train_transforms']
 
 Transform = Callable[[Any, dict], tuple[Any, dict]]
 
 
-def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
-    """``(image_dir, annotations_file)`` of ``split``; DataError naming the expected path if the file is missing."""
-    root = Path(root)
-    ann_file = root / 'annotations' / f'instances_{split}.json'
-    if not ann_file.is_file():
-        raise DataError(f'COCO annotations file not found: {ann_file} (expected DIR/annotations/instances_{split}.json '
-                        f'and the images in DIR/{split}/)')
-    return root / split, ann_file
-
-
-def load_coco(root: str | Path, split: str) -> CocoDetection:
-    """torchvision's ``CocoDetection`` of ``split`` (its ``.coco`` is the pycocotools ground truth)."""
-    image_dir, ann_file = coco_paths(root, split)
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its loading progress
-        return CocoDetection(str(image_dir), str(ann_file))
-
-
 def _has_objects(coco: Any, image_id: int) -> bool:
     return any(not a.get('iscrowd', 0) and a['bbox'][2] >= 1 and a['bbox'][3] >= 1 for a in coco.imgToAnns[image_id])
-
-
-def read_sample(base: CocoDetection, dataset: Dataset, index: int) -> tuple[Any, Any]:
-    """``dataset[index]`` with an unreadable image turned into one DataError line naming the file."""
-    try:
-        return dataset[index]
-    except OSError as e:  # PIL's UnidentifiedImageError, truncated files, missing files
-        path = Path(base.root) / base.coco.imgs[base.ids[index]]['file_name']
-        raise DataError(f'cannot read image {path}: {e}') from None
 
 
 def _labels_and_crowd(inputs: tuple[Any, dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,8 +42,10 @@ class CocoDetectionDataset(Dataset):
 
     The target has ``boxes`` (XYXY ``BoundingBoxes``), ``labels`` (COCO category ids), ``iscrowd``, ``image_id``
     and, with ``masks=True``, instance ``masks`` (N×H×W uint8). ``transforms`` (e.g. :func:`train_transforms`)
-    runs on the tv_tensors, so boxes and masks follow every flip or resize. Then, always: boxes under 1 px wide
-    or high are dropped (``SanitizeBoundingBoxes``) and, with ``drop_crowd`` (default), crowd objects too; pass
+    runs on the tv_tensors, so boxes and masks follow every flip or resize. Then, always: boxes are clipped to the
+    image (``ClampBoundingBoxes``, as torchvision's COCO reference clips them), boxes under 1 px wide or high
+    (also those wholly outside the image) are dropped (``SanitizeBoundingBoxes``) and, with ``drop_crowd``
+    (default), crowd objects too; pass
     ``drop_crowd=False`` to keep them, flagged in ``iscrowd`` (COCO evaluation reads them from the annotations
     file). Images without annotations yield empty targets; ``skip_empty=True`` leaves out those without a
     non-crowd object (for training). An unreadable image raises DataError naming the file.
@@ -91,7 +61,7 @@ class CocoDetectionDataset(Dataset):
         self.indices = [i for i, image_id in enumerate(self.base.ids)
                         if not skip_empty or _has_objects(self.coco, image_id)]
         self.transforms = transforms
-        self._finish = v2.Compose([v2.ToDtype(torch.float32, scale=True),
+        self._finish = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.ClampBoundingBoxes(),
                                    v2.SanitizeBoundingBoxes(labels_getter=_labels_and_crowd)])
 
     def __len__(self) -> int:
@@ -121,33 +91,3 @@ def train_transforms(hflip: float = 0.5, scale: Optional[tuple[float, float]] = 
     if scale is not None:
         steps.append(v2.RandomAffine(degrees=0.0, scale=scale))
     return v2.Compose(steps)
-
-
-def semantic_mask(coco: Any, image_id: int) -> np.ndarray:
-    """H×W uint8 class map of one image: category id per pixel, 0 background, 255 (ignore) on crowd regions.
-
-    Objects are painted in annotation order (a later one covers an earlier one), crowd regions last.
-    """
-    info = coco.imgs[image_id]
-    out = np.zeros((info['height'], info['width']), dtype=np.uint8)
-    anns = sorted(coco.imgToAnns[image_id], key=lambda a: bool(a.get('iscrowd', 0)))
-    for ann in anns:
-        if not 0 < ann['category_id'] < IGNORE_INDEX:
-            raise DataError(f"category id {ann['category_id']} of annotation {ann['id']} does not fit a uint8 "
-                            f'class map (1..{IGNORE_INDEX - 1})')
-        out[coco.annToMask(ann) > 0] = IGNORE_INDEX if ann.get('iscrowd', 0) else ann['category_id']
-    return out
-
-
-def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
-    """Lists of images and targets, as torchvision detectors take them (sizes may differ)."""
-    images, targets = zip(*batch)
-    return list(images), list(targets)
-
-
-def build_loader(dataset: Dataset, batch_size: int, *, train: bool, num_workers: int = 0,
-                 collate_fn: Optional[Callable] = collate_detection, seed: Optional[int] = None) -> DataLoader:
-    """DataLoader for training (shuffled, ``drop_last``) or evaluation (in order, every image)."""
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train, num_workers=num_workers,
-                      collate_fn=collate_fn, generator=generator, persistent_workers=num_workers > 0)

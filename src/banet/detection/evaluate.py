@@ -1,12 +1,14 @@
-"""One evaluation pass of a torchvision detector, scored with COCO box (and mask) AP."""
+"""One evaluation pass of a torchvision detector, scored with COCO box (and mask) AP, on one or every process."""
 from contextlib import nullcontext
 from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
+import torch.distributed
 from pycocotools import mask as mask_utils
 from torch import nn
 
+from ..train.distributed import DistInfo, broadcast_object
 from .metrics import coco_metrics
 
 __all__ = ['to_coco_results', 'evaluate_detector']
@@ -30,15 +32,27 @@ def to_coco_results(output: dict[str, torch.Tensor], image_id: int) -> tuple[lis
     return box_results, mask_results
 
 
+def _gather(parts: tuple[list, list, list, bool], dist: Optional[DistInfo]) -> tuple[list, list, list, bool]:
+    """Every process's (boxes, masks, image ids, has masks) joined in rank order (as is outside torchrun)."""
+    if dist is None or not dist.distributed:
+        return parts
+    gathered = [None] * dist.world_size
+    torch.distributed.all_gather_object(gathered, parts)
+    return ([r for g in gathered for r in g[0]], [r for g in gathered for r in g[1]],
+            [i for g in gathered for i in g[2]], any(g[3] for g in gathered))
+
+
 @torch.no_grad()
 def evaluate_detector(model: nn.Module, loader: Iterable, coco_gt: Any, *, device: str | torch.device = 'cpu',
-                      autocast_dtype: Optional[torch.dtype] = None) -> dict[str, float]:
+                      autocast_dtype: Optional[torch.dtype] = None, dist: Optional[DistInfo] = None) -> dict[str, float]:
     """COCO ``bbox_*`` (and, for Mask R-CNN, ``segm_*``) metrics of ``model`` on ``loader``'s images.
 
-    ``loader`` yields ``(images, targets)`` (e.g. :func:`~banet.detection.data.build_loader` over a
+    ``loader`` yields ``(images, targets)`` (e.g. :func:`~banet.dense.loader.build_loader` over a
     :class:`~banet.detection.data.CocoDetectionDataset` without resizing, so predictions are in the annotations'
     coordinates); ``coco_gt`` is the pycocotools ``COCO`` of the same split (``dataset.coco``). Only the images
-    seen are scored.
+    seen are scored. Under torchrun (``dist``), every process runs its own share of the images (each image on one
+    process: :func:`~banet.dense.loader.eval_shard`), the predictions are gathered for one ``COCOeval`` on the
+    first process, and every process returns its numbers.
     """
     device = torch.device(device)
     model.eval()
@@ -54,7 +68,10 @@ def evaluate_detector(model: nn.Module, loader: Iterable, coco_gt: Any, *, devic
             box_results, mask_results = to_coco_results(output, image_id)
             boxes += box_results
             masks += mask_results
-    metrics = coco_metrics(coco_gt, boxes, 'bbox', image_ids)
-    if has_masks:
-        metrics.update(coco_metrics(coco_gt, masks, 'segm', image_ids))
-    return metrics
+    boxes, masks, image_ids, has_masks = _gather((boxes, masks, image_ids, has_masks), dist)
+    metrics = None
+    if dist is None or dist.primary:
+        metrics = coco_metrics(coco_gt, boxes, 'bbox', image_ids)
+        if has_masks:
+            metrics.update(coco_metrics(coco_gt, masks, 'segm', image_ids))
+    return metrics if dist is None else broadcast_object(metrics, dist)

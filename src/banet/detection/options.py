@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from ..config import Switch, option
+from ..dense.features import NORMS
 from ..errors import BanetError
 from .builders import ARCHS
-from .features import NORMS
 
 __all__ = ['CocoOptions', 'BatchedCocoOptions', 'CocoTrainOptions', 'CheckpointOptions', 'DetectTrainConfig',
            'DetectValidateConfig']

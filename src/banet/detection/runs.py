@@ -14,13 +14,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
 from ..config import config_dict
+from ..dense.features import WeightsReport
 from ..errors import BanetError, MissingFileError
 from ..io import WEIGHTS, atomic_write, load_state_dict_file, read_checkpoint
 from ..train.distributed import DistInfo, broadcast_object, cleanup_distributed, init_distributed
 from ..train.metrics import MetricsLog, plot_metrics
 from ..train.precision import Precision
 from ..train.state import get_rng_state, load_train_state, set_rng_state
-from .features import WeightsReport
 from .options import CocoTrainOptions
 
 __all__ = ['run_distributed', 'class_count', 'start_run', 'backbone_weights', 'report_backbone', 'train_loader',

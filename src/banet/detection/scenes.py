@@ -16,9 +16,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision.datasets import FashionMNIST
 
+from ..dense.errors import DataError
 from ..errors import BanetError
 from ..io.idx import read_idx
-from .errors import DataError
 
 __all__ = ['CATEGORIES', 'SPLITS', 'read_idx', 'make_scenes']
 

@@ -4,57 +4,32 @@
 describing the detector; ``last/`` also ``train_state.pt``), ``RUN/metrics.csv`` and ``RUN/summary.png``. The best
 checkpoint is the one with the highest box AP. Evaluation runs on the first process of a distributed run.
 """
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Dict
 
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..dense.loader import build_loader, collate_lists
 from ..errors import BanetError
-from ..io import find_checkpoint, load_state_dict_file, save_json_file
 from ..train.distributed import DistInfo
 from ..train.metrics import MetricsLog
 from ..train.precision import resolve_precision
 from ..train.state import copy_checkpoint, save_checkpoint
 from .builders import create_detector
-from .data import CocoDetectionDataset, build_loader, collate_detection, train_transforms
+from .checkpoint import detector_config
+from .data import CocoDetectionDataset, train_transforms
 from .engine import train_one_epoch
 from .evaluate import evaluate_detector
-from .options import DetectTrainConfig, DetectValidateConfig
+from .options import DetectTrainConfig
 from .runs import (backbone_weights, class_count, finish_run, gather_rng, report_backbone, restore_run, run_distributed,
                    start_run, train_loader)
 
-__all__ = ['train_detector', 'validate_detector', 'load_detector', 'detector_config']
-
-_BUILD_KEYS = ('arch', 'backbone', 'num_classes', 'trainable_layers', 'norm', 'min_size', 'max_size', 'fpn_channels')
-
-
-def detector_config(cfg: DetectTrainConfig, num_classes: int, categories: Dict[int, str], **extra: Any):
-    """The ``config.json`` of a detection checkpoint: what rebuilds the detector, and the category names."""
-    build = {k: getattr(cfg, k) for k in _BUILD_KEYS} | {'num_classes': num_classes}
-    return {'task': 'detection', 'detector': build, 'categories': {str(k): v for k, v in categories.items()},
-            **extra}
-
-
-def load_detector(source: Any, use_ema: bool = False) -> nn.Module:
-    """The detector of a ``banet detect train`` run or checkpoint folder, in eval mode (same resolution rules as
-    :func:`banet.io.find_checkpoint`); ``model.categories`` maps category ids to names."""
-    weights, config_file = find_checkpoint(source, use_ema)
-    config = json.loads(config_file.read_text()) if config_file else None
-    if not config or config.get('task') != 'detection':
-        raise BanetError(f'{source} is not a detection checkpoint (its config.json has no "task": "detection"); '
-                         'give a banet detect train run folder')
-    model = create_detector(**config['detector'])
-    model.load_state_dict(load_state_dict_file(weights))
-    model.categories = {int(k): v for k, v in config['categories'].items()}
-    return model.eval()
+__all__ = ['train_detector']
 
 
 class _PerUpdate:
@@ -103,7 +78,7 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:
                             trainable_layers=cfg.trainable_layers, norm=cfg.norm, min_size=cfg.min_size,
                             max_size=cfg.max_size, fpn_channels=cfg.fpn_channels).to(info.device)
     report_backbone(cfg, model.backbone.weights_report, info)
-    loader, sampler, generator = train_loader(train_set, cfg, info, collate_detection)
+    loader, sampler, generator = train_loader(train_set, cfg, info, collate_lists)
     optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     momentum=cfg.momentum)
     scheduler, num_epochs = create_scheduler_v2(
@@ -157,22 +132,3 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> Dict[str, Any]:
         finish_run(log, run_dir, (('loss', ('train_loss',)), ('COCO AP', ('bbox_AP', 'bbox_AP50', 'segm_AP'))),
                    num_epochs - start_epoch, started, best, 'box AP')
     return {'run_dir': str(run_dir), 'best_bbox_AP': best, 'model': model, **row}
-
-
-def validate_detector(config: DetectValidateConfig) -> Dict[str, Any]:
-    """COCO box (and mask) AP of a detection checkpoint on ``config.val_split``; written as JSON."""
-    cfg = config
-    cfg.check()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    weights, _ = find_checkpoint(cfg.checkpoint)
-    model = load_detector(cfg.checkpoint)
-    device = torch.device(cfg.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    precision = resolve_precision(cfg.amp, cfg.amp_dtype, False, device)
-    loader = _eval_loader(cfg, masks=hasattr(model, 'roi_heads') and model.roi_heads.has_mask())
-    metrics = evaluate_detector(model.to(device), loader, loader.dataset.coco, device=device,
-                                autocast_dtype=precision.dtype)
-    result = {'checkpoint': str(weights), 'split': cfg.val_split, 'images': len(loader.dataset), **metrics}
-    out = Path(cfg.results_file) if cfg.results_file else weights.parent / f'validate-{cfg.val_split}.json'
-    save_json_file(result, out)
-    return {**result, 'results_file': str(out)}

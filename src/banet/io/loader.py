@@ -8,7 +8,9 @@ A *source* may be
 * an official BA-Net checkpoint (``.pth``/``.pth.tar``, any of the three official layouts: converted on the fly).
 
 Weights with a ``config.json`` rebuild their own model; bare weights need a model name. Pickles load with
-``torch.load(weights_only=True)`` unless the user trusts them.
+``torch.load(weights_only=True)`` unless the user trusts them. A ``config.json`` names its task (``"task"``:
+``detection`` or ``segmentation``; none for classification), and a reader asks for the task it can use, so a
+checkpoint of another task is one clear line.
 """
 import difflib
 import json
@@ -22,12 +24,17 @@ from torch import nn
 
 from ..errors import BanetError, MissingFileError
 from ..models.official import convert_official, detect_layout, unwrap_state_dict
+from .facts import input_channels
 from .files import PathLike, load_state_dict_file
 
-__all__ = ['CONFIG', 'WEIGHTS', 'EMA_WEIGHTS', 'Checkpoint', 'check_model_name', 'check_model_names', 'find_checkpoint',
-           'read_checkpoint', 'load_model', 'load_weights', 'fit_report']
+__all__ = ['CONFIG', 'WEIGHTS', 'EMA_WEIGHTS', 'TASKS', 'Checkpoint', 'check_model_name', 'check_model_names',
+           'find_checkpoint', 'read_config', 'read_checkpoint', 'load_model', 'load_weights', 'fit_report']
 
 WEIGHTS, EMA_WEIGHTS, CONFIG = 'model.safetensors', 'model_ema.safetensors', 'config.json'
+#: each task a checkpoint can belong to, and the commands that train and validate its checkpoints
+TASKS = {'classification': ('banet train', 'banet validate'),
+         'detection': ('banet detect train', 'banet detect validate'),
+         'segmentation': ('banet segment train', 'banet segment validate')}
 _PICKLE_SUFFIXES = ('.pth', '.pt', '.bin', '.tar', '.pkl')
 
 
@@ -57,7 +64,11 @@ class Checkpoint:
 
     @property
     def architecture(self) -> Optional[str]:
-        return self.config['architecture'] if self.config else None
+        return self.config.get('architecture') if self.config else None
+
+    @property
+    def task(self) -> str:
+        return _task_of(self.config)
 
 
 def _weights_in(folder: Path, use_ema: bool, trust_pickle: bool) -> Optional[Path]:
@@ -99,28 +110,62 @@ def find_checkpoint(source: PathLike, use_ema: bool = False, trust_pickle: bool 
                            'banet.save_pretrained or a banet train run folder')
 
 
+def _task_of(config: Optional[Dict[str, Any]]) -> str:
+    return config.get('task', 'classification') if config else 'classification'
+
+
 def _read_config(file: Path) -> Dict[str, Any]:
     try:
         config = json.loads(file.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise BanetError(f'{file} is not valid JSON ({e}); save the model again') from None
-    if not isinstance(config, dict) or not isinstance(config.get('architecture'), str):
-        raise BanetError(f'{file} does not name an "architecture"; it is not a model config')
-    check_model_name(config['architecture'], f' in {file}: import the package that registers it (import banet), '
-                                             'or fix "architecture"')
+    if not isinstance(config, dict):
+        raise BanetError(f'{file} holds a JSON {type(config).__name__}, not a checkpoint config')
+    task = _task_of(config)
+    if task not in TASKS:
+        raise BanetError(f'{file} names the unknown task {task!r} (known: {", ".join(TASKS)})')
+    if task == 'classification':
+        if not isinstance(config.get('architecture'), str):
+            raise BanetError(f'{file} does not name an "architecture"; it is not a model config')
+        check_model_name(config['architecture'], f' in {file}: import the package that registers it (import banet), '
+                                                 'or fix "architecture"')
     return config
 
 
-def read_checkpoint(source: PathLike, use_ema: bool = False, trust_pickle: bool = False) -> Checkpoint:
-    """Find and read a source's weights; official BA-Net layouts are converted to banet's."""
+def _check_task(file: Path, found: str, task: str) -> None:
+    if found != task:
+        hint = ' (a classification checkpoint can initialise its backbone: backbone_checkpoint)' \
+            if found == 'classification' else ''
+        raise BanetError(f'{file} is not a {task} checkpoint but a {found} one (made by {TASKS[found][0]}, '
+                         f'evaluated by {TASKS[found][1]}): {TASKS[task][1]} needs a {TASKS[task][0]} run '
+                         f'folder{hint}')
+
+
+def read_config(source: PathLike, use_ema: bool = False, trust_pickle: bool = False,
+                task: Optional[str] = 'classification') -> Tuple[Path, Optional[Dict[str, Any]]]:
+    """(weights file, its parsed ``config.json`` or None) of a source, checked to be a checkpoint of ``task``
+    (``None``: any task). A task other than classification needs the ``config.json`` that describes the model."""
     file, config_file = find_checkpoint(source, use_ema, trust_pickle)
     config = _read_config(config_file) if config_file else None
+    if task is not None:
+        if config is None and task != 'classification':
+            raise MissingFileError(f'{source} has no {CONFIG} beside {file.name}: a {task} checkpoint is a '
+                                   f'{TASKS[task][0]} run folder (or its best/ or last/)')
+        _check_task(config_file or file, _task_of(config), task)
+    return file, config
+
+
+def read_checkpoint(source: PathLike, use_ema: bool = False, trust_pickle: bool = False,
+                    task: Optional[str] = 'classification') -> Checkpoint:
+    """Find and read a source's weights, checked to belong to ``task`` (``None``: any) as :func:`read_config`
+    does; official BA-Net layouts of classification weights are converted to banet's."""
+    file, config = read_config(source, use_ema, trust_pickle, task)
     raw = load_state_dict_file(file, trust_pickle=trust_pickle)
     if not isinstance(raw, dict):
         raise BanetError(f'{file} holds a {type(raw).__name__}, not a state dict')
     state_dict = unwrap_state_dict(raw)
     layout = 'timm'  # no bridges: a plain timm/torchvision-named state dict
-    if any('.ba.' in k for k in state_dict):
+    if _task_of(config) == 'classification' and any('.ba.' in k for k in state_dict):
         layout = detect_layout(state_dict)
         state_dict = convert_official(state_dict)
     return Checkpoint(file, config, layout, state_dict)
@@ -184,7 +229,6 @@ def load_model(source: Optional[PathLike] = None, model: Optional[str] = None, u
         net, what = timm.create_model(model, **kwargs), model
     missing, unexpected, wrong = fit_report(net, ckpt.state_dict)
     if missing or unexpected or wrong:
-        from .pretrained import input_channels
         raise BanetError(f'{ckpt.file} does not fit {what} (num_classes {net.num_classes}, in_chans '
                          f'{input_channels(net)}): missing {missing[:3]}, unexpected {unexpected[:3]}, '
                          f'wrong shape {wrong[:3]}')

@@ -11,48 +11,21 @@ it can be broken (missing or corrupt file, unknown model, pickle weights, weight
 """
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
-import torch
-
-from timm.data import resolve_input_data_config
 from timm.utils import unwrap_model
 from torch import nn
 
 from ..errors import BanetError, MissingFileError
 from ..layers import FusedBridgeAttention
+from .facts import input_channels, model_data_config
 from .files import PathLike, save_json_file, save_state_dict_file
 from .loader import CONFIG, WEIGHTS, find_checkpoint, load_model
 
-__all__ = ['model_config', 'save_pretrained', 'load_pretrained', 'input_channels',
-           'label_names_of', 'model_data_config', 'norm_tensors']
+__all__ = ['model_config', 'save_pretrained', 'load_pretrained']
 # pretrained_cfg fields that say where the source weights came from; a saved folder is its own source.
 _SOURCE_KEYS = ('url', 'hf_hub_id', 'hf_hub_filename', 'hf_hub_revision', 'file', 'source', 'state_dict', 'tag',
                 'architecture', 'label_offset')
-
-
-def input_channels(model: nn.Module) -> int:
-    """Input channels, read from the first convolution the model's cfg names (else its ``in_chans``)."""
-    first = model.pretrained_cfg.get('first_conv')
-    for name in ([first] if isinstance(first, str) else list(first or [])):
-        try:
-            return model.get_submodule(name).in_channels
-        except AttributeError:
-            pass
-    if hasattr(model, 'in_chans'):
-        return int(model.in_chans)
-    return model.pretrained_cfg.get('input_size', (3,))[0]
-
-
-def model_data_config(model: nn.Module, **overrides: Any) -> Dict[str, Any]:
-    """timm's eval data config of ``model`` (``resolve_input_data_config``: the channels the model really takes, a
-    3-channel mean/std averaged for a 1-channel model), with ``overrides`` (img_size, mean, std, crop_pct, ...)."""
-    return resolve_input_data_config(unwrap_model(model), args=overrides)
-
-
-def norm_tensors(cfg: Dict[str, Any], scale: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A data config's mean and std as (1, C, 1, 1) float tensors, times ``scale`` (255 for uint8 pixels)."""
-    return tuple(torch.tensor(cfg[k], dtype=torch.float32).view(1, -1, 1, 1) * scale for k in ('mean', 'std'))
 
 
 def _jsonable(value: Any) -> Any:
@@ -148,12 +121,3 @@ def load_pretrained(path: PathLike, use_ema: bool = False, trust_pickle: bool = 
         raise MissingFileError(f'{path} holds no {CONFIG} (nor best/ or last/): give a folder written by '
                                'banet.save_pretrained or a banet train run folder')
     return load_model(path, use_ema=use_ema, trust_pickle=trust_pickle)
-
-
-def label_names_of(model: nn.Module) -> Optional[list]:
-    """The class names a saved folder carried (``None`` when it had none or their count does not fit)."""
-    names = model.pretrained_cfg.get('label_names')
-    if isinstance(names, dict):  # timm allows {index: name}
-        names = [names.get(str(i), names.get(i, str(i))) for i in range(model.num_classes)]
-    return list(names) if names is not None and len(names) == model.num_classes else None
-

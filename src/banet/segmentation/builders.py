@@ -11,8 +11,8 @@ from torchvision.models.segmentation import FCN, DeepLabV3
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
+from ..dense.features import TimmFeatures
 from ..errors import BanetError
-from ..detection.features import TimmFeatures
 
 __all__ = ['ARCHS', 'OUTPUT_STRIDES', 'DenseBackbone', 'create_segmenter']
 
@@ -43,7 +43,7 @@ def create_segmenter(arch: str, backbone: str = 'ba_resnet50', num_classes: int 
     The model returns ``{'out': logits, 'aux': logits}`` at the input size and does not normalise its input.
     ``norm='bn'`` (default, as torchvision's segmenters) trains the batch norms, ``'frozen'`` freezes them all
     (bridges' BatchNorm1d included; the heads keep theirs). ``backbone_weights`` and ``trainable_layers``
-    (default: all) are :class:`~banet.detection.features.TimmFeatures`'; the report is in
+    (default: all) are :class:`~banet.dense.features.TimmFeatures`'; the report is in
     ``model.backbone.features.weights_report``.
     """
     if arch not in ARCHS:

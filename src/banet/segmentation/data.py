@@ -6,6 +6,7 @@ and its ``tv_tensors.Mask`` (masks resize with nearest neighbours).
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
@@ -13,9 +14,28 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from ..detection.data import IGNORE_INDEX, load_coco, read_sample, semantic_mask
+from ..dense.coco import load_coco, read_sample
+from ..dense.errors import DataError
 
-__all__ = ['CocoSegmentationDataset', 'train_transforms', 'eval_transforms']
+__all__ = ['IGNORE_INDEX', 'semantic_mask', 'CocoSegmentationDataset', 'train_transforms', 'eval_transforms']
+
+IGNORE_INDEX = 255  # crowd regions and crop padding
+
+
+def semantic_mask(coco: Any, image_id: int) -> np.ndarray:
+    """H×W uint8 class map of one image: category id per pixel, 0 background, 255 (ignore) on crowd regions.
+
+    Objects are painted in annotation order (a later one covers an earlier one), crowd regions last.
+    """
+    info = coco.imgs[image_id]
+    out = np.zeros((info['height'], info['width']), dtype=np.uint8)
+    anns = sorted(coco.imgToAnns[image_id], key=lambda a: bool(a.get('iscrowd', 0)))
+    for ann in anns:
+        if not 0 < ann['category_id'] < IGNORE_INDEX:
+            raise DataError(f"category id {ann['category_id']} of annotation {ann['id']} does not fit a uint8 "
+                            f'class map (1..{IGNORE_INDEX - 1})')
+        out[coco.annToMask(ann) > 0] = IGNORE_INDEX if ann.get('iscrowd', 0) else ann['category_id']
+    return out
 
 
 class CocoSegmentationDataset(Dataset):

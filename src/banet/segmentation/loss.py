@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..detection.data import IGNORE_INDEX
+from .data import IGNORE_INDEX
 
 __all__ = ['AUX_WEIGHT', 'SegmentationLoss']
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import option
-from ..detection.features import NORMS
+from ..dense.features import NORMS
 from ..detection.options import DATA, MODEL, OPT, CheckpointOptions, CocoOptions, CocoTrainOptions
 from ..errors import BanetError
 from .builders import ARCHS, OUTPUT_STRIDES

@@ -3,14 +3,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_segmentation_masks
 
-from ..detection.predict import read_image
-from ..io import atomic_write
+from ..dense.predict import draw_files
 from .data import eval_transforms
 
 __all__ = ['palette', 'segment_files']
@@ -39,9 +37,8 @@ def segment_files(model: nn.Module, files: Sequence[Path], out_dir: Path, alpha:
     device = next(model.parameters()).device
     cfg, names = model.input_config, model.categories
     resize, colours = eval_transforms(cfg['base_size']), palette(model.num_classes)
-    results = []
-    for file in files:
-        image = read_image(file)
+
+    def draw(image: torch.Tensor) -> tuple[torch.Tensor, Dict[str, Any]]:
         x = TF.normalize(TF.to_dtype(resize(image), torch.float32, scale=True), cfg['mean'], cfg['std'])
         logits = model(x[None].to(device))['out']
         labels = F.interpolate(logits, size=image.shape[-2:], mode='bilinear', align_corners=False).argmax(1)[0]
@@ -51,8 +48,7 @@ def segment_files(model: nn.Module, files: Sequence[Path], out_dir: Path, alpha:
         if present:
             masks = labels[None] == torch.tensor(present)[:, None, None]
             drawn = draw_segmentation_masks(image, masks, alpha=alpha, colors=[colours[c] for c in present])
-        target = Path(out_dir) / f'{file.stem}.png'
-        atomic_write(target, lambda tmp: Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(tmp, format='PNG'))
-        shares = {names.get(c, str(c)): round((labels == c).float().mean().item(), 4) for c in present}
-        results.append({'file': str(file), 'output': str(target), 'classes': shares})
-    return results
+        return drawn, {'classes': {names.get(c, str(c)): round((labels == c).float().mean().item(), 4)
+                                   for c in present}}
+
+    return draw_files(files, out_dir, draw)

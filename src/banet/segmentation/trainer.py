@@ -9,15 +9,11 @@ resizes each image's shorter side to ``base_size`` and runs one image at a time 
 every image is measured whole and alone. Evaluation runs on the first process of a distributed run. The step is
 ``banet train``'s (:func:`banet.train.engine.train_one_epoch`: autocast, loss scaler, clipping, progress bar).
 """
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Dict, Mapping
 
-import timm
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import NativeScaler
@@ -26,63 +22,25 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..detection.data import build_loader
+from ..dense.loader import build_loader
 from ..detection.runs import (backbone_weights, class_count, finish_run, gather_rng, report_backbone, restore_run,
                               run_distributed, start_run, train_loader)
 from ..errors import BanetError
-from ..io import find_checkpoint, load_state_dict_file, save_json_file
 from ..train.distributed import DistInfo
 from ..train.engine import StepConfig, train_one_epoch
 from ..train.metrics import MetricsLog
 from ..train.precision import Precision, resolve_precision
 from ..train.state import copy_checkpoint, save_checkpoint
 from .builders import create_segmenter
+from .checkpoint import normalisation, segmenter_config
 from .data import CocoSegmentationDataset, eval_transforms, train_transforms
 from .evaluate import evaluate_segmenter
 from .loss import SegmentationLoss
-from .metrics import named_iou
-from .options import SegmentTrainConfig, SegmentValidateConfig
+from .options import SegmentTrainConfig
 
-__all__ = ['train_segmenter', 'validate_segmenter', 'load_segmenter', 'segmenter_config']
+__all__ = ['train_segmenter']
 
-_BUILD_KEYS = ('arch', 'backbone', 'output_stride', 'aux', 'norm', 'trainable_layers')
 _METRICS = ('miou', 'pixel_acc')
-
-
-def segmenter_config(cfg: SegmentTrainConfig, num_classes: int, categories: Mapping[int, str],
-                     **extra: Any) -> Dict[str, Any]:
-    """The ``config.json`` of a segmentation checkpoint: what rebuilds the segmenter, how its input is prepared
-    (evaluation size, normalisation) and the category names."""
-    mean, std = _normalisation(cfg.backbone)
-    return {'task': 'segmentation', 'segmenter': {k: getattr(cfg, k) for k in _BUILD_KEYS} | {
-                'num_classes': num_classes},
-            'input': {'base_size': cfg.base_size, 'mean': mean, 'std': std},
-            'categories': {str(k): v for k, v in categories.items()}, **extra}
-
-
-def load_segmenter(source: Any) -> nn.Module:
-    """The segmenter of a ``banet segment train`` run or checkpoint folder, in eval mode (same resolution rules as
-    :func:`banet.io.find_checkpoint`); ``model.num_classes``, ``model.categories`` (category id to name) and
-    ``model.input_config`` (``base_size``, ``mean``, ``std``) describe it."""
-    weights, config_file = find_checkpoint(source)
-    config = json.loads(config_file.read_text()) if config_file else None
-    if not config or config.get('task') != 'segmentation':
-        raise BanetError(f'{source} is not a segmentation checkpoint (its config.json has no "task": '
-                         '"segmentation"); give a banet segment train run folder')
-    model = create_segmenter(**config['segmenter'])
-    model.load_state_dict(load_state_dict_file(weights))
-    model.num_classes = config['segmenter']['num_classes']
-    model.categories = {int(k): v for k, v in config['categories'].items()}
-    model.input_config = config['input']
-    return model.eval()
-
-
-def _normalisation(backbone: str) -> tuple[list[float], list[float]]:
-    """The mean and std of the backbone's pretrained config (ImageNet's for models without one)."""
-    pretrained = timm.get_pretrained_cfg(backbone)
-    mean = pretrained.mean if pretrained else IMAGENET_DEFAULT_MEAN
-    std = pretrained.std if pretrained else IMAGENET_DEFAULT_STD
-    return list(mean), list(std)
 
 
 def _eval_loader(data_dir: str, split: str, input_config: Mapping[str, Any], workers: int) -> DataLoader:
@@ -111,7 +69,7 @@ def train_segmenter(config: SegmentTrainConfig) -> Dict[str, Any]:
 
 def _train(cfg: SegmentTrainConfig, info: DistInfo) -> Dict[str, Any]:
     started = time.perf_counter()
-    mean, std = _normalisation(cfg.backbone)
+    mean, std = normalisation(cfg.backbone)
     train_set = CocoSegmentationDataset(cfg.data_dir, cfg.train_split,
                                         train_transforms(cfg.base_size, cfg.crop_size, cfg.hflip), mean=mean, std=std)
     categories = {c['id']: c['name'] for c in train_set.coco.loadCats(train_set.coco.getCatIds())}
@@ -180,24 +138,3 @@ def _train(cfg: SegmentTrainConfig, info: DistInfo) -> Dict[str, Any]:
         finish_run(log, run_dir, (('loss', ('train_loss',)), ('validation', _METRICS)), num_epochs - start_epoch,
                    started, best, 'mIoU')
     return {'run_dir': str(run_dir), 'best_miou': best, 'model': model, **row}
-
-
-def validate_segmenter(config: SegmentValidateConfig) -> Dict[str, Any]:
-    """Mean IoU, pixel accuracy and per-class IoU of a segmentation checkpoint on ``config.val_split``, written as
-    JSON (classes absent from the split and never predicted have IoU ``null``, left out of the mean)."""
-    cfg = config
-    cfg.check()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    weights, _ = find_checkpoint(cfg.checkpoint)
-    model = load_segmenter(cfg.checkpoint)
-    device = torch.device(cfg.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    precision = resolve_precision(cfg.amp, cfg.amp_dtype, False, device)
-    loader = _eval_loader(cfg.data_dir, cfg.val_split, model.input_config, cfg.workers)
-    metrics = _evaluate(model.to(device), loader, model.num_classes, device, precision, cfg.progress)
-    result = {'checkpoint': str(weights), 'split': cfg.val_split, 'images': len(loader.dataset),
-              'miou': metrics['miou'], 'pixel_acc': metrics['pixel_acc'],
-              'iou': named_iou(metrics['iou'], model.categories)}
-    out = Path(cfg.results_file) if cfg.results_file else weights.parent / f'validate-{cfg.val_split}.json'
-    save_json_file(result, out)
-    return {**result, 'results_file': str(out)}

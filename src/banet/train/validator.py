@@ -8,7 +8,7 @@ import timm
 import torch
 
 from ..errors import BanetError
-from ..io import find_checkpoint, load_model, save_json_file
+from ..io import load_model, read_config, save_json_file
 from .data import build_eval_loader
 from .distributed import cleanup_distributed, init_distributed
 from .engine import evaluate
@@ -30,8 +30,8 @@ def validate(config: ValidateConfig) -> Dict[str, Any]:
     saved: Dict[str, Any] = {}
     weights = None
     if cfg.checkpoint:
-        weights, config_file = find_checkpoint(cfg.checkpoint, cfg.use_ema, cfg.trust_pickle)
-        saved = json.loads(config_file.read_text()) if config_file else {}
+        weights, found = read_config(cfg.checkpoint, cfg.use_ema, cfg.trust_pickle)
+        saved = found or {}
     model_name = cfg.model or saved.get('architecture')
     if not model_name:
         raise BanetError('give --model NAME, or --checkpoint a run folder (its config.json names the model)')

@@ -1,4 +1,4 @@
-"""The error for unusable detection data files: one line naming the file (a BanetError)."""
+"""The error for unusable COCO-layout data files: one line naming the file (a BanetError)."""
 from ..errors import BanetError
 
 __all__ = ['DataError']
