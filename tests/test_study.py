@@ -12,7 +12,7 @@ from banet.study import run as study_mod
 from banet.cli import main
 from banet.study.run import load_study, recipe_of, study_recipe
 from banet.study.report import BEGIN, END, write_report
-from banet.train import trainer
+from banet.runs import loop as trainer  # the loop that calls train_one_epoch
 
 from _train_data import Crash, crash_in_epoch, make_fashion_mnist, train_config
 

@@ -8,7 +8,6 @@ from .backbone import TimmFPN
 from .builders import ARCHS, create_detector
 from .data import (CocoDetectionDataset, build_loader, coco_paths, collate_detection, load_coco, semantic_mask,
                    train_transforms)
-from .engine import train_one_epoch
 from .errors import DataError
 from .evaluate import evaluate_detector, to_coco_results
 from .features import TimmFeatures, WeightsReport
@@ -16,12 +15,12 @@ from .metrics import coco_metrics
 from .options import DetectTrainConfig, DetectValidateConfig
 from .predict import detect_files
 from .scenes import CATEGORIES, make_scenes, read_idx
-from .trainer import load_detector, train_detector, validate_detector
+from .trainer import DetectTask, load_detector, train_detector, validate_detector
 
 __all__ = [
     'ARCHS', 'CATEGORIES', 'CocoDetectionDataset', 'DataError', 'TimmFPN', 'TimmFeatures', 'WeightsReport',
     'build_loader', 'coco_metrics', 'coco_paths', 'collate_detection', 'create_detector', 'evaluate_detector',
-    'load_coco', 'make_scenes', 'read_idx', 'semantic_mask', 'to_coco_results', 'train_one_epoch',
-    'train_transforms', 'DetectTrainConfig', 'DetectValidateConfig', 'detect_files', 'load_detector',
-    'train_detector', 'validate_detector',
+    'load_coco', 'make_scenes', 'read_idx', 'semantic_mask', 'to_coco_results', 'train_transforms', 'DetectTask',
+    'DetectTrainConfig', 'DetectValidateConfig', 'detect_files', 'load_detector', 'train_detector',
+    'validate_detector',
 ]

@@ -22,9 +22,8 @@ from ..io import check_model_names, save_json_file
 from ..measure.benchmark import machine_info
 from ..measure.profile import profile_model
 from ..train import TrainConfig, train
-from ..train.metrics import MetricsLog
-from ..train.state import load_train_state
-from ..train.trainer import check_config, saved_config
+from ..runs import MetricsLog, complete_checkpoint, load_train_state, saved_config
+from ..train.trainer import check_config
 
 __all__ = ['Study', 'load_study', 'train_config', 'recipe_of', 'study_recipe', 'read_result', 'plan', 'run_one',
            'run_study']
@@ -163,14 +162,15 @@ def _run_state(study: Study, variant: str, seed: int, recipe: Dict[str, Any]) ->
     if study.result_file(variant, seed).is_file():
         return 'done'
     run_dir = study.run_dir(variant, seed)
-    if not (run_dir / 'last' / 'train_state.pt').is_file():
+    last = complete_checkpoint(run_dir / 'last')
+    if last is None:
         return 'new'  # nothing worth keeping: (re)start the run in this folder
-    saved = recipe_of(TrainConfig(**saved_config(run_dir)))
+    saved = recipe_of(TrainConfig(**saved_config(run_dir, TrainConfig)))
     if _same_recipe(saved, recipe):
         raise BanetError(f'the run folder {run_dir} holds a checkpoint of another recipe '
                          f'({_recipe_diff(saved, recipe)}); delete or move it to train that run afresh')
     try:
-        load_train_state(run_dir)
+        load_train_state(last)
     except BanetError as e:
         print(f'study: cannot resume {run_dir} ({e}); it restarts from epoch 0', flush=True)
         return 'new'
@@ -257,7 +257,8 @@ def run_one(study: Study, variant: str, seed: int, machine: Optional[Dict[str, A
             resume: bool = False) -> Path:
     """Train one (variant, seed) with banet's ``train`` (continuing its checkpoint if ``resume``); write its result."""
     args = train_config(study, variant, seed, machine, resume)
-    resumed_from = int(load_train_state(study.run_dir(variant, seed))['epoch']) if resume else 0
+    last = complete_checkpoint(study.run_dir(variant, seed) / 'last')
+    resumed_from = int(load_train_state(last)['epoch']) if resume else 0
     start = time.perf_counter()
     out = train(args)
     wall = time.perf_counter() - start
