@@ -73,7 +73,7 @@ def train_one_epoch(
             terms = dict(out) if isinstance(out, Mapping) else {}
             loss = sum(terms.values()) if terms else out
             if not torch.isfinite(loss):
-                shown = ''.join(f'; {k}={v.item():.4g}' for k, v in terms.items())
+                shown = '; ' + ', '.join(f'{k}={v.item():.4g}' for k, v in terms.items()) if terms else ''
                 raise NonFiniteLossError(
                     f'the loss is {loss.item()} at epoch {epoch}, step {i // cfg.accum_steps + 1} of '
                     f'{len(loader) // cfg.accum_steps} (update {num_updates + 1}{shown}); stopped, the checkpoints '
