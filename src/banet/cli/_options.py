@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterable, List, Sequence, Type, TypeVar,
 from ..config import AUTO, default_of, field_type, is_mapping, is_switch, layered, option_fields, parse_key_values, \
     parse_switch
 from ..errors import BanetError
+from ..runs.folder import check_resume
 
 __all__ = ['typed', 'add_options', 'parse_config', 'add_config_options', 'config_from_args']
 
@@ -101,7 +102,8 @@ def config_from_args(cls: Type[C], args: argparse.Namespace) -> C:
     (``--resume auto`` layers nothing: a restart repeats the same command line)."""
     files = list(args.config)
     resume = getattr(args, 'resume', None)
-    if resume and resume != AUTO and (Path(resume) / 'config.yaml').is_file():
+    if resume and resume != AUTO:
+        check_resume(resume, None)  # a folder that is no run is named before the options it would have given
         files.insert(0, Path(resume) / 'config.yaml')  # the run's own options first; it keeps its own folder
     try:  # a bad config file is a usage error, reported by argparse (usage + one line, exit status 2)
         config = parse_config(cls, args, files)

@@ -15,9 +15,9 @@ exists (steps 1, 3, 4), else ``.last.new`` when ``.last.old`` exists beside it (
 folder was finished before the old one was moved). :func:`settle` turns such a state back into a plain ``last/``.
 Renames survive a killed process; they are not synced to disk against a power cut.
 
-Test hook: ``BANET_TEST_KILL_SAVE=S:K`` makes the process SIGKILL itself right after step ``K`` of its ``S``-th
-folder save (both counted from 1; a file written counts as a step, then each rename and the removal), so that a
-test can stop a real run at every point of a save.
+Test hook: ``BANET_TEST_KILL_SAVE=NAME:S:K`` makes the process SIGKILL itself right after step ``K`` of its
+``S``-th save of a folder called ``NAME`` (``last`` or ``best``; both counted from 1; each file written counts as a
+step, then each rename and the removal), so that a test can stop a real run at every point of a save.
 """
 import os
 import shutil
@@ -32,12 +32,12 @@ from ..errors import BanetError, MissingFileError
 from ..io import CONFIG, EMA_WEIGHTS, WEIGHTS, load_state_dict_file, save_json_file, save_state_dict_file, \
     save_torch_file
 
-__all__ = ['TRAIN_STATE', 'KILL_ENV', 'write_folder', 'save_checkpoint', 'copy_checkpoint', 'complete_checkpoint',
-           'settle', 'load_train_state']
+__all__ = ['TRAIN_STATE', 'KILL_ENV', 'write_folder', 'save_checkpoint', 'complete_checkpoint', 'settle',
+           'load_train_state']
 
 TRAIN_STATE = 'train_state.pt'
 KILL_ENV = 'BANET_TEST_KILL_SAVE'
-_saves = 0  # folder saves of this process, for the test hook
+_saves: Dict[str, int] = {}  # saves of each folder name in this process, for the test hook
 
 
 def _new(folder: Path) -> Path:
@@ -50,7 +50,10 @@ def _old(folder: Path) -> Path:
 
 def _kill_point() -> Optional[tuple]:
     value = os.environ.get(KILL_ENV)
-    return tuple(int(x) for x in value.split(':')) if value else None
+    if not value:
+        return None
+    name, save, step = value.split(':')
+    return name, int(save), int(step)
 
 
 def complete_checkpoint(folder: Path) -> Optional[Path]:
@@ -80,15 +83,14 @@ def settle(folder: Path) -> Optional[Path]:
 def write_folder(folder: Path, files: Dict[str, Callable[[Path], Any]]) -> Path:
     """Write ``folder`` whole: ``files`` maps each file name to a function writing that path, called in order in a
     temporary folder beside it, which then replaces ``folder`` (see the module docstring for the steps)."""
-    global _saves
     folder = Path(folder)
-    _saves += 1
+    _saves[folder.name] = save = _saves.get(folder.name, 0) + 1
     kill, step = _kill_point(), 0
 
     def done() -> None:
         nonlocal step
         step += 1
-        if kill == (_saves, step):
+        if kill == (folder.name, save, step):
             os.kill(os.getpid(), signal.SIGKILL)
 
     settle(folder)
@@ -121,12 +123,6 @@ def save_checkpoint(folder: Path, model: nn.Module, config: Dict[str, Any], ema:
     if train_state is not None:
         files[TRAIN_STATE] = lambda p: save_torch_file(train_state, p)
     return write_folder(folder, files)
-
-
-def copy_checkpoint(src: Path, dst: Path) -> Path:
-    """``dst`` as a whole copy of the weights and config of ``src`` (no training state)."""
-    names = [n for n in (WEIGHTS, EMA_WEIGHTS, CONFIG) if (Path(src) / n).is_file()]
-    return write_folder(dst, {n: (lambda p, n=n: shutil.copyfile(Path(src) / n, p)) for n in names})
 
 
 def load_train_state(folder: Path) -> Dict[str, Any]:

@@ -62,12 +62,14 @@ def saved_config(run_dir: Path, cls: Type) -> Dict[str, Any]:
 def resume_point(run_dir: Path, resume: Optional[str], info: DistInfo) -> Optional[Path]:
     """The complete ``last/`` checkpoint a resume continues from, or None (no resume, or no save was completed:
     said in one line, and the run starts from the beginning). Rank 0 first settles ``last/`` and ``best/``
-    after a killed save; the others wait for it."""
+    after a killed save and removes the temporary files of killed atomic writes; the others wait for it."""
     if not resume:
         return None
     if info.primary:
         settle(run_dir / 'last')
         settle(run_dir / 'best')
+        for leftover in run_dir.glob('.*.tmp'):  # an atomic write (metrics, plot, config) killed part-way
+            leftover.unlink()
     broadcast_object(None, info)  # a barrier: no process reads last/ while rank 0 renames it
     found = complete_checkpoint(run_dir / 'last')
     if found is None and info.primary:

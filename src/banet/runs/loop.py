@@ -1,8 +1,10 @@
 """``fit(task, cfg)``: the one training loop of every task, with the run folder, resume and the epoch tail.
 
 Per epoch: train (:func:`~banet.runs.step.train_one_epoch`), evaluate every ``val_interval`` epochs and after
-the last (the EMA weights too), step the schedule, then on the first process the epoch tail: ``last/`` written
-whole, ``best/`` when the task's metric improved, a row of ``metrics.csv`` (and TensorBoard), a printed line.
+the last (the EMA weights too), step the schedule, then on the first process the epoch tail: ``best/`` when the
+task's metric improved, a row of ``metrics.csv`` (and TensorBoard), then ``last/`` (each folder written whole,
+:mod:`banet.runs.checkpoint`), a printed line. Every file of the run folder is a function of the epochs in
+``last/``: a run killed at any instant and resumed ends as an uninterrupted one.
 """
 import math
 import time
@@ -14,7 +16,7 @@ from timm.utils import ModelEmaV3, NativeScaler, distribute_bn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import BanetError
-from .checkpoint import copy_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .folder import resume_point, run_folder, saved_config, write_config
 from .metrics import MetricsLog, plot_metrics
@@ -120,12 +122,13 @@ def _fit(task: Task, cfg: Any, info: DistInfo) -> Dict[str, Any]:
         if info.primary:
             config = task.checkpoint_config(model, epoch=epoch + 1, precision=precision.as_dict(),
                                             metrics={k: v for k, v in evaluated.items() if not math.isnan(v)})
+            # best/ and the metrics row first: a kill before last/ is complete repeats this epoch, and them with it
+            if improved:
+                save_checkpoint(run_dir / 'best', model, config, ema.module if ema else None)
+            log.append(row)
             save_checkpoint(run_dir / 'last', model, config, ema.module if ema else None, {
                 'epoch': epoch + 1, 'num_updates': num_updates, 'best': best, 'optimizer': optimizer.state_dict(),
                 'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict() if scaler else None, 'rng': rng})
-            if improved:
-                copy_checkpoint(run_dir / 'last', run_dir / 'best')
-            log.append(row)
             print(_line(row, getattr(task, 'print_columns', None)), flush=True)
             if epoch == progress.epoch and cfg.compile:
                 print(f'compile + first step: {stats["first_step_s"]:.1f} s (train_img_s excludes it)', flush=True)
