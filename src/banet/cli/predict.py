@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--top-k', type=int, default=5, help='classes per image (default 5)')
     p.add_argument('-b', '--batch-size', type=int, default=32, help='images per forward pass (default 32)')
     p.add_argument('--format', choices=('table', 'json'), default='table', help='output format (default table)')
-    p.add_argument('--amp', nargs='?', const=True, default=False, type=typed(parse_switch, "switch"), metavar='auto|true|false',
+    p.add_argument('--amp', nargs='?', const=True, default=False, type=typed(parse_switch, 'switch'),
+                   metavar='auto|true|false',
                    help='bfloat16 autocast (auto: only where the hardware runs it natively, as banet train decides)')
     p.set_defaults(run=run)
 

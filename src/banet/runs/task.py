@@ -25,7 +25,8 @@ class Data:
 class Task(Protocol):
     """A task in the spirit of timm's ``CheckpointSaver`` (the run layer saves, the task adds its own state).
 
-    ``fit(task, cfg)`` (:func:`banet.runs.fit`, in :mod:`banet.runs.loop`) does the rest: run folder, resume, loop, epoch tail, metrics.
+    ``fit(task, cfg)`` (:func:`banet.runs.fit`, in :mod:`banet.runs.loop`) does the rest: run folder, resume,
+    loop, epoch tail, metrics. ``print_columns`` (optional) limits the printed line of each epoch.
     """
     name: str                      # 'classify', 'detect', 'segment'
     identity: Sequence[str]        # options a resumed run must keep (e.g. 'model'): the run trained them

@@ -9,6 +9,6 @@ from .predict import palette, segment_files
 from .trainer import SegmentTask, load_segmenter, segmenter_config, train_segmenter, validate_segmenter
 
 __all__ = ['ARCHS', 'OUTPUT_STRIDES', 'CocoSegmentationDataset', 'DenseBackbone', 'SegmentationLoss',
-           'SegmentationMetric', 'SegmentTask', 'SegmentTrainConfig', 'SegmentValidateConfig', 'create_segmenter', 'eval_transforms',
-           'evaluate_segmenter', 'load_segmenter', 'metrics_from_confusion', 'named_iou', 'palette', 'segment_files',
+           'SegmentationMetric', 'SegmentTask', 'SegmentTrainConfig', 'SegmentValidateConfig', 'create_segmenter',
+           'eval_transforms', 'evaluate_segmenter', 'load_segmenter', 'metrics_from_confusion', 'named_iou', 'palette', 'segment_files',
            'segmenter_config', 'train_segmenter', 'train_transforms', 'validate_segmenter']
