@@ -75,7 +75,7 @@ def _detect(data: Path, out: Path, name: str):
 
 def _run(args, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen([sys.executable, '-m', 'banet.cli', *args], env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, '-m', 'banet', *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -193,7 +193,7 @@ def test_torchrun_restarts_a_killed_worker_and_every_epoch_is_logged_once(fmnist
     args = [*_classify(fmnist, tmp_path, 'elastic'), '--resume', 'auto', '--epochs', '4', '-b', '8', '--device',
             'cpu']
     torchrun = [sys.executable, '-m', 'torch.distributed.run', '--max-restarts', '1', '--nproc-per-node', '2',
-                '--master-addr', '127.0.0.1', '--master-port', str(_free_port()), '-m', 'banet.cli']
+                '--master-addr', '127.0.0.1', '--master-port', str(_free_port()), '-m', 'banet']
     agent = subprocess.Popen([*torchrun, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, 'OMP_NUM_THREADS': '1'})
     try:
