@@ -11,7 +11,6 @@ every image is measured whole and alone. Evaluation runs on the first process an
 process.
 """
 import json
-import math
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
