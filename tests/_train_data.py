@@ -50,7 +50,7 @@ class Crash(Exception):
 
 def crash_in_epoch(monkeypatch, epoch: int = 2):
     """Make banet's training loop raise :class:`Crash` when it starts ``epoch``; returns the real epoch function."""
-    from banet.train import trainer
+    from banet.runs import loop as trainer
     real = trainer.train_one_epoch
 
     def crashing(n, *args, **kwargs):

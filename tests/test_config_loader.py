@@ -14,7 +14,8 @@ from banet.cli import main
 from banet.config import KINDS, from_mapping
 from banet.errors import BanetError
 from banet.io import find_checkpoint, load_model, load_weights, read_checkpoint, save_state_dict_file
-from banet.train import TrainConfig, ValidateConfig, precision as precision_mod, train, validate
+from banet.runs import precision as precision_mod
+from banet.train import TrainConfig, ValidateConfig, train, validate
 from banet.io.idx import read_idx
 from banet.train.options import default_workers
 

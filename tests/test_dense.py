@@ -17,7 +17,7 @@ pytest.importorskip('pycocotools')
 import banet  # noqa: E402
 from _coco_data import write_coco  # noqa: E402
 from banet.dense import eval_shard  # noqa: E402
-from banet.train.distributed import DistInfo  # noqa: E402
+from banet.runs.distributed import DistInfo  # noqa: E402
 from _task_checkpoints import write_detector, write_segmenter  # noqa: E402
 
 SRC = Path(banet.__file__).parent

@@ -9,7 +9,7 @@ pytest.importorskip('pycocotools')
 import banet  # noqa: E402,F401
 from banet.cli import main  # noqa: E402
 from banet.detection import load_detector  # noqa: E402
-from banet.detection import trainer as det_trainer  # noqa: E402
+from banet.runs import loop as det_trainer  # noqa: E402  (fit's loop calls train_one_epoch)
 from banet.io import load_state_dict_file  # noqa: E402
 
 from _coco_data import SIZE, write_coco  # noqa: E402

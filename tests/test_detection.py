@@ -1,4 +1,5 @@
 """Detection: builders on plain and BA backbones, COCO data, COCO metrics, frozen norms, weights, the loop."""
+import functools
 import math
 
 import pytest
@@ -13,9 +14,10 @@ from torch import nn  # noqa: E402
 from _coco_data import SIZE, write_coco  # noqa: E402
 from banet.dense import collate_lists  # noqa: E402
 from banet.detection import (DataError, CocoDetectionDataset, TimmFeatures, build_loader, coco_metrics,  # noqa: E402
-                             create_detector, evaluate_detector, to_coco_results, train_one_epoch, train_transforms)
+                             create_detector, evaluate_detector, to_coco_results, train_transforms)
+from banet.detection.trainer import DetectTask  # noqa: E402
+from banet.runs import NonFiniteLossError, StepConfig, train_one_epoch  # noqa: E402
 from banet.segmentation import semantic_mask  # noqa: E402
-from banet.train.engine import NonFiniteLossError  # noqa: E402
 
 # small proposal/sample counts and a narrow FPN keep a 64 px step cheap on the CPU
 SMALL = {
@@ -78,7 +80,7 @@ def test_detector_trains_one_step_and_predicts(arch, backbone, batch):
 def test_fasterrcnn_loss_falls_on_a_fixed_batch(batch):
     model = tiny_detector('fasterrcnn')
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9)
-    history = [train_one_epoch(model, optimizer, [batch])['loss'] for _ in range(5)]
+    history = [_train_epoch(model, [batch], optimizer=optimizer)['train_loss'] for _ in range(5)]
     assert history[-1] < 0.75 * history[0], history
 
 
@@ -344,19 +346,33 @@ class _ToyDetector(nn.Module):
         return {'loss_a': out.float().square().mean(), 'loss_b': out.float().abs().mean()}
 
 
+class _NoSchedule:
+    def step_update(self, num_updates):
+        pass
+
+
+def _train_epoch(model, batches, optimizer=None, **step):
+    """One epoch of the run layer's loop with detection's loss of a batch (the sum of the loss dict)."""
+    task = DetectTask()
+    task.device = torch.device('cpu')
+    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.1)
+    return train_one_epoch(1, model, batches, task.loss, optimizer, _NoSchedule(),
+                           StepConfig(device=torch.device('cpu'), progress=False, **step))
+
+
 def test_train_one_epoch_returns_mean_losses():
     torch.manual_seed(0)
-    batches = [([torch.randn(3, 8, 8) for _ in range(2)], [dict(boxes=torch.zeros(0, 4))] * 2) for _ in range(3)]
+    batches = [([torch.randn(3, 8, 8) for _ in range(2)], [dict(boxes=torch.zeros(0, 4))] * 2) for _ in range(2)]
     model = _ToyDetector()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     before = model.conv.weight.detach().clone()
-    stats = train_one_epoch(model, optimizer, batches, grad_clip=1e-3, autocast_dtype=torch.bfloat16, max_iters=2)
-    assert set(stats) == {'loss_a', 'loss_b', 'loss'}
-    assert stats['loss'] == pytest.approx(stats['loss_a'] + stats['loss_b'])
+    bf16 = functools.partial(torch.autocast, device_type='cpu', dtype=torch.bfloat16)
+    stats = _train_epoch(model, batches, clip_grad=1e-3, autocast=bf16)
+    assert {'train_loss_a', 'train_loss_b', 'train_loss'} <= set(stats) and stats['num_updates'] == 2
+    assert stats['train_loss'] == pytest.approx(stats['train_loss_a'] + stats['train_loss_b'])
     moved = (model.conv.weight - before).norm()
     assert 0 < moved <= 2 * 0.1 * 1e-3 + 1e-6  # two steps of lr 0.1 on gradients clipped to norm 1e-3
     with pytest.raises(ValueError, match='yielded no batch'):
-        train_one_epoch(model, optimizer, [])
+        _train_epoch(model, [])
 
 
 class _Diverging(nn.Module):
@@ -371,5 +387,6 @@ class _Diverging(nn.Module):
 def test_a_non_finite_loss_stops_with_a_clear_error():
     batches = [([torch.zeros(3, 4, 4)], [dict(boxes=torch.zeros(0, 4))])]
     model = _Diverging()
-    with pytest.raises(NonFiniteLossError, match=r'loss is nan at iteration 1 \(loss_box=0.5, loss_cls=nan\)'):
-        train_one_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), batches)
+    with pytest.raises(NonFiniteLossError, match=r'loss is nan at epoch 1, step 1 of 1 \(update 1; loss_box=0.5, '
+                                                 r'loss_cls=nan\)'):
+        _train_epoch(model, batches)

@@ -7,8 +7,8 @@ import yaml
 
 from banet.cli import main
 from banet.io import load_state_dict_file
-from banet.train import precision as precision_mod
-from banet.train import trainer
+from banet.runs import precision as precision_mod
+from banet.runs import loop as trainer  # the loop that calls train_one_epoch
 
 from _train_data import Crash, crash_in_epoch, make_fashion_mnist
 

@@ -11,7 +11,7 @@ from banet.cli import main  # noqa: E402
 from banet.io import load_state_dict_file  # noqa: E402
 from banet.segmentation import (CocoSegmentationDataset, SegmentationLoss, SegmentTrainConfig,  # noqa: E402
                                 create_segmenter, eval_transforms, load_segmenter, train_segmenter)
-from banet.segmentation import trainer as seg_trainer  # noqa: E402
+from banet.runs import loop as seg_trainer  # noqa: E402  (fit's loop calls train_one_epoch)
 
 from _coco_data import SIZE, write_coco  # noqa: E402
 from _train_data import Crash  # noqa: E402

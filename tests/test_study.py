@@ -8,11 +8,12 @@ import pytest
 import torch
 import yaml
 
+import banet.train as banet_train  # the study's classification task calls banet_train.train
 from banet.study import run as study_mod
 from banet.cli import main
 from banet.study.run import load_study, recipe_of, study_recipe
 from banet.study.report import BEGIN, END, write_report
-from banet.train import trainer
+from banet.runs import loop as trainer  # the loop that calls train_one_epoch
 
 from _train_data import Crash, crash_in_epoch, make_fashion_mnist, train_config
 
@@ -36,12 +37,12 @@ def _config(tmp_path: Path, **over) -> Path:
 
 def _count_trainings(monkeypatch) -> list:
     calls = []
-    real = study_mod.train
+    real = banet_train.train  # what the study's classification task calls
 
     def counting(args):
         calls.append((args.model, args.seed))
         return real(args)
-    monkeypatch.setattr(study_mod, 'train', counting)
+    monkeypatch.setattr(banet_train, 'train', counting)
     return calls
 
 
@@ -101,7 +102,7 @@ def test_study_trains_skips_and_reports(fmnist, tmp_path, monkeypatch, capsys):
 
     # a third time: nothing trains, no result file is rewritten
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / 'results').iterdir()}
-    monkeypatch.setattr(study_mod, 'train', lambda args: pytest.fail('a finished run was trained again'))
+    monkeypatch.setattr(banet_train, 'train', lambda args: pytest.fail('a finished run was trained again'))
     capsys.readouterr()
     assert main(['study', str(cfg), '--data-dir', str(fmnist)]) == 0
     assert '4 done, 0 to resume, 0 to train' in capsys.readouterr().out
@@ -228,7 +229,7 @@ def _error(capsys, argv) -> str:
     ({'claim': [['resnet50']]}, "claim names ['resnet50']"),
 ])
 def test_bad_config_is_one_clear_error_before_any_training(fmnist, tmp_path, monkeypatch, capsys, change, message):
-    monkeypatch.setattr(study_mod, 'train', lambda args: pytest.fail('trained despite a bad config'))
+    monkeypatch.setattr(banet_train, 'train', lambda args: pytest.fail('trained despite a bad config'))
     err = _error(capsys, ['study', str(_config(tmp_path, **change)), '--data-dir', str(fmnist)])
     assert message in err
     assert not (tmp_path / 'runs').exists() and not (tmp_path / 'results').exists()

@@ -12,7 +12,7 @@ import banet  # noqa: F401  (registers the models)
 from banet.cli import main
 from banet.io import load_state_dict_file
 from banet.train import data as data_mod
-from banet.train import engine
+from banet.runs import step as engine
 
 from _train_data import make_fashion_mnist, make_image_folder, train_config
 

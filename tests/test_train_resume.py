@@ -5,7 +5,7 @@ import torch
 import banet  # noqa: F401
 from banet.io import load_state_dict_file
 from banet.cli import main
-from banet.train import trainer
+from banet.runs import loop as trainer  # the loop that calls train_one_epoch
 
 from _train_data import Crash, crash_in_epoch, make_fashion_mnist
 

@@ -2,15 +2,16 @@
 
 A config class is a dataclass whose fields are made with :func:`option`. From it come
 
-* the command line (:func:`add_options`): ``--batch-size`` for ``batch_size``, every on/off option with its
-  ``--no-`` form, so a command line can override a config file both ways;
+* the command line (``banet.cli._options``, which holds the argparse binding): ``--batch-size`` for
+  ``batch_size``, every on/off option with its ``--no-`` form, so a command line can override a config file both
+  ways;
 * the YAML keys of ``-c FILE.yaml`` (:func:`from_mapping`): the field names, checked and converted;
 * the recipe of a run (:func:`values_of_kind`): each field's ``kind`` says whether it changes what a run computes
   (``recipe``), only where and how fast it runs (``machine``), or names the run (``run``).
 
-Values are layered: the dataclass defaults, then config files, then the command line (:func:`parse_config`).
+Values are layered: the dataclass defaults, then config files (:func:`layered`), then the command line.
+Nothing here knows argparse.
 """
-import argparse
 import dataclasses
 import typing
 from pathlib import Path
@@ -20,8 +21,9 @@ import yaml
 
 from .errors import BanetError, MissingFileError
 
-__all__ = ['KINDS', 'AUTO', 'Switch', 'parse_switch', 'option', 'add_options', 'from_mapping', 'parse_config', 'values_of_kind',
-           'read_yaml_mapping', 'config_dict']
+__all__ = ['KINDS', 'AUTO', 'Switch', 'parse_switch', 'parse_key_values', 'option', 'option_fields', 'field_type',
+           'default_of', 'is_switch', 'is_mapping', 'from_mapping', 'layered', 'values_of_kind', 'read_yaml_mapping',
+           'config_dict']
 
 KINDS = ('recipe', 'machine', 'run')
 AUTO = 'auto'
@@ -37,7 +39,7 @@ def option(default: Any, help: str, kind: str = 'recipe', *, flags: Sequence[str
     """A dataclass field with its command-line help and kind (``recipe``, ``machine`` or ``run``).
 
     ``flags``: extra short flags (``-b``); ``group``: the ``--help`` section; ``cli=False``: YAML/Python only;
-    ``parse``: the command line's type function (raising ``argparse.ArgumentTypeError`` for a bad value).
+    ``parse``: the command line's type function (a ValueError's message is shown for a bad value).
     """
     if kind not in KINDS:
         raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
@@ -48,15 +50,19 @@ def option(default: Any, help: str, kind: str = 'recipe', *, flags: Sequence[str
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _fields(cls: type) -> List[dataclasses.Field]:
+def option_fields(cls: type) -> List[dataclasses.Field]:
+    """The fields of ``cls`` made with :func:`option`, in order."""
     return [f for f in dataclasses.fields(cls) if 'kind' in f.metadata]
+
+
+_fields = option_fields
 
 
 def _hints(cls: type) -> Dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _base(tp: Any) -> Any:
+def field_type(tp: Any) -> Any:
     """``Optional[X]`` -> X; other types unchanged."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) is Union and len(args) == 1:
@@ -64,11 +70,24 @@ def _base(tp: Any) -> Any:
     return tp
 
 
-def _is_switch(tp: Any) -> bool:
-    return _base(tp) == Switch
+_base = field_type
+
+
+def is_switch(tp: Any) -> bool:
+    """Whether field type ``tp`` is a :data:`Switch` (on, off or auto)."""
+    return field_type(tp) == Switch
+
+
+_is_switch = is_switch
+
+
+def is_mapping(tp: Any) -> bool:
+    """Whether field type ``tp`` is a mapping (``Dict[str, Any]``, e.g. ``model_kwargs``)."""
+    return typing.get_origin(field_type(tp)) is dict
 
 
 def parse_switch(text: Any) -> Switch:
+    """``auto``, or a boolean from ``true/false/yes/no/on/off/1/0``; ValueError otherwise."""
     value = str(text).lower()
     if value in ('auto',):
         return AUTO
@@ -76,51 +95,23 @@ def parse_switch(text: Any) -> Switch:
         return True
     if value in ('0', 'false', 'no', 'off'):
         return False
-    raise argparse.ArgumentTypeError(f'use auto, true or false (got {text!r})')
+    raise ValueError(f'use auto, true or false (got {text!r})')
 
 
-def _default_text(value: Any) -> str:
-    if value is None or value == '' or value is False:
-        return ''
-    if isinstance(value, (list, tuple)):
-        value = ' '.join(map(str, value))
-    return f' (default: {value})'
+def parse_key_values(items: Iterable[str]) -> Dict[str, Any]:
+    """``['ba_reduction=8', 'ba_version=v1']`` as ``{'ba_reduction': 8, 'ba_version': 'v1'}`` (values read as
+    YAML scalars); ValueError for an item without ``=``."""
+    out = {}
+    for item in items:
+        key, sep, value = str(item).partition('=')
+        if not sep or not key:
+            raise ValueError(f'expected KEY=VALUE, got {item!r}')
+        out[key.replace('-', '_')] = yaml.safe_load(value) if value else ''
+    return out
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] = ()) -> None:
-    """Add one command-line option per field of ``cls`` (defaults suppressed: only given options are parsed)."""
-    hints, skip, groups = _hints(cls), set(skip), {}
-    for f in _fields(cls):
-        meta = f.metadata
-        if f.name in skip or not meta['cli']:
-            continue
-        target = parser
-        if meta['group']:
-            target = groups.get(meta['group']) or groups.setdefault(meta['group'], parser.add_argument_group(
-                meta['group']))
-        tp, default = hints[f.name], _default_of(f)
-        names = [*meta['flags'], '--' + f.name.replace('_', '-')]
-        kw: Dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=meta['help'] + _default_text(default))
-        base = _base(tp)
-        if _is_switch(tp):
-            kw.update(nargs='?', const=True, type=parse_switch, metavar='auto|true|false')
-            target.add_argument(*names, **kw)
-            target.add_argument('--no-' + f.name.replace('_', '-'), dest=f.name, action='store_false',
-                                default=argparse.SUPPRESS, help=f'turn --{f.name.replace("_", "-")} off')
-            continue
-        if base is bool:
-            kw.update(action=argparse.BooleanOptionalAction)
-        elif typing.get_origin(base) in (list, tuple, List):
-            item = typing.get_args(base)[0]
-            kw.update(type=item, nargs='+', metavar=meta['metavar'] or item.__name__.upper()[0])
-        else:
-            kw.update(type=meta['parse'] or base, metavar=meta['metavar'])
-            if meta['choices']:
-                kw.update(choices=meta['choices'])
-        target.add_argument(*names, **kw)
-
-
-def _default_of(f: dataclasses.Field) -> Any:
+def default_of(f: dataclasses.Field) -> Any:
+    """The default value of field ``f`` (a fresh one for list/dict defaults)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -154,12 +145,19 @@ def _coerce(name: str, tp: Any, value: Any, where: str) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise TypeError
             return str(value)
+        if typing.get_origin(base) is dict:
+            if isinstance(value, (list, tuple)):  # KEY=VALUE items, as on the command line
+                return parse_key_values(value)
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise TypeError
+            return dict(value)
         if typing.get_origin(base) in (list, tuple):
             item = typing.get_args(base)[0]
             values = value if isinstance(value, (list, tuple)) else [value]
             return [_coerce(name, item, v, where) for v in values]
-    except (TypeError, ValueError, argparse.ArgumentTypeError):
-        shown = 'auto|true|false' if _is_switch(tp) else getattr(base, '__name__', str(base))
+    except (TypeError, ValueError):
+        shown = 'auto|true|false' if _is_switch(tp) else 'KEY: VALUE mapping' if is_mapping(tp) else \
+            getattr(base, '__name__', str(base))
         raise BanetError(f'{where}: argument --{name.replace("_", "-")}: invalid {shown} value: {value!r}') from None
     return value
 
@@ -196,15 +194,16 @@ def read_yaml_mapping(path: Union[str, Path], what: str, expected: str) -> Dict[
     return values
 
 
-def parse_config(cls: Type[C], namespace: argparse.Namespace, files: Sequence[Union[str, Path]] = (),
-                 base: Optional[Mapping[str, Any]] = None) -> C:
-    """``cls`` from its defaults, then ``base``, then each YAML file in order, then the parsed command line."""
+def layered(cls: Type[C], files: Sequence[Union[str, Path]] = (), base: Optional[Mapping[str, Any]] = None,
+            given: Optional[Mapping[str, Any]] = None) -> C:
+    """``cls`` from its defaults, then ``base``, then each YAML file in order, then ``given`` (e.g. the options of
+    a command line)."""
     values: Dict[str, Any] = dict(base or {})
     for file in files:
         values.update(from_mapping(cls, read_yaml_mapping(file, 'config file', 'of option: value'),
                                    f'config file {file}'))
     names = {f.name for f in _fields(cls)}
-    values.update({k: v for k, v in vars(namespace).items() if k in names})
+    values.update({k: v for k, v in (given or {}).items() if k in names})
     return cls(**values)
 
 

@@ -4,6 +4,7 @@ import argparse
 from ..config import parse_switch
 from ..measure.benchmark import BenchConfig, markdown, run_benchmark, write_report
 from ..train.options import COMPILE_MODES
+from ._options import typed
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--img-size', type=int, default=224)
     p.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16', 'auto'), default='float32',
                    help='autocast dtype (float32: no autocast; auto: what banet train\'s amp: auto picks here)')
-    p.add_argument('--channels-last', nargs='?', const=True, default=False, type=parse_switch,
+    p.add_argument('--channels-last', nargs='?', const=True, default=False, type=typed(parse_switch, 'switch'),
                    metavar='auto|true|false', help='channels_last memory format (auto: with autocast only)')
     p.add_argument('--compile', action='store_true',
                    help='torch.compile each model (its first call, the compilation, is reported apart)')

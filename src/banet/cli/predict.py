@@ -9,7 +9,8 @@ from ..config import parse_switch
 from ..deploy.predict import predict_files
 from ..errors import BanetError
 from ..io import label_names_of
-from ..train.precision import resolve_precision
+from ..runs.precision import resolve_precision
+from ._options import typed
 from ._model_args import add_model_args, model_from_args
 
 
@@ -24,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--top-k', type=int, default=5, help='classes per image (default 5)')
     p.add_argument('-b', '--batch-size', type=int, default=32, help='images per forward pass (default 32)')
     p.add_argument('--format', choices=('table', 'json'), default='table', help='output format (default table)')
-    p.add_argument('--amp', nargs='?', const=True, default=False, type=parse_switch, metavar='auto|true|false',
+    p.add_argument('--amp', nargs='?', const=True, default=False, type=typed(parse_switch, 'switch'),
+                   metavar='auto|true|false',
                    help='bfloat16 autocast (auto: only where the hardware runs it natively, as banet train decides)')
     p.set_defaults(run=run)
 

@@ -4,7 +4,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..train.distributed import DistInfo
+from ..runs.distributed import DistInfo
 
 __all__ = ['collate_lists', 'build_loader', 'eval_shard']
 

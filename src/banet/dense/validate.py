@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from ..io import Checkpoint, read_checkpoint, save_json_file
-from ..train.distributed import DistInfo, cleanup_distributed, init_distributed
-from ..train.precision import Precision, resolve_precision
+from ..runs.distributed import DistInfo, cleanup_distributed, init_distributed
+from ..runs.precision import Precision, resolve_precision
 
 __all__ = ['ValidateOptions', 'validate_checkpoint']
 

@@ -15,8 +15,11 @@ _BUILD_KEYS = ('arch', 'backbone', 'num_classes', 'trainable_layers', 'norm', 'm
 
 def detector_config(cfg: Any, num_classes: int, categories: Mapping[int, str], **extra: Any) -> Dict[str, Any]:
     """The ``config.json`` of a detection checkpoint: the task, what rebuilds the detector (``cfg``'s build
-    options, e.g. a :class:`~banet.detection.DetectTrainConfig`) and the category names."""
+    options, e.g. a :class:`~banet.detection.DetectTrainConfig`, and its backbone's ``model_kwargs``) and the category
+    names."""
     build = {k: getattr(cfg, k) for k in _BUILD_KEYS} | {'num_classes': num_classes}
+    if getattr(cfg, 'model_kwargs', None):
+        build['backbone_kwargs'] = dict(cfg.model_kwargs)
     return {'task': TASK, 'detector': build, 'categories': {str(k): v for k, v in categories.items()}, **extra}
 
 

@@ -8,7 +8,7 @@ import torch.distributed
 from pycocotools import mask as mask_utils
 from torch import nn
 
-from ..train.distributed import DistInfo, broadcast_object
+from ..runs.distributed import DistInfo, broadcast_object
 from .metrics import coco_metrics
 
 __all__ = ['to_coco_results', 'evaluate_detector']

@@ -2,87 +2,18 @@
 
 Defaults are torchvision's detection reference recipe at a small scale; ``configs/detection/`` holds the COCO 1x
 recipe (12 epochs, SGD 0.02 at batch 16, frozen BN, stages 2-4 trainable) and the offline scenes demo. The options
-every COCO-layout command shares (data, machine, backbone, optimiser, run folder) are the base classes
-:class:`CocoOptions`, :class:`BatchedCocoOptions` and :class:`CocoTrainOptions`, which ``banet segment`` uses too.
+every COCO-layout command shares (data, backbone, checkpoint) are :mod:`banet.dense.options`; the machine, run
+folder and optimiser options the run layer's (:mod:`banet.runs.options`).
 """
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ..config import Switch, option
+from ..config import option
 from ..dense.features import NORMS
-from ..errors import BanetError
+from ..dense.options import DATA, MODEL, OPT, BatchedCocoOptions, CheckpointOptions, CocoTrainOptions
 from .builders import ARCHS
 
-__all__ = ['CocoOptions', 'BatchedCocoOptions', 'CocoTrainOptions', 'CheckpointOptions', 'DetectTrainConfig',
-           'DetectValidateConfig']
-
-MODEL, DATA, OPT, RUN, MACHINE = 'model', 'data (COCO layout)', 'optimiser and schedule', 'run', 'machine'
-
-
-@dataclass
-class CocoOptions:
-    """Data and machine options of every command on COCO-layout data (``banet detect``, ``banet segment``)."""
-    data_dir: Optional[str] = option(None, 'COCO-layout root: DIR/annotations/instances_SPLIT.json, DIR/SPLIT/*',
-                                     'machine', metavar='DIR', group=DATA)
-    val_split: str = option('val', 'validation split (val2017 on COCO)', group=DATA)
-    amp: Switch = option(False, 'autocast (auto: where the hardware runs it natively)', group=MACHINE)
-    amp_dtype: str = option('bfloat16', 'autocast dtype', choices=('bfloat16', 'float16'), group=MACHINE)
-    workers: int = option(0, 'loader processes', 'machine', flags=('-j',), group=MACHINE)
-    device: Optional[str] = option(None, 'cpu, cuda, cuda:1 ... (default: cuda when available)', 'machine',
-                                   group=MACHINE)
-    threads: Optional[int] = option(None, 'torch CPU threads', 'machine', group=MACHINE)
-    progress: bool = option(True, 'progress bars', 'machine', group=MACHINE)
-    trust_pickle: bool = option(False, 'allow pickle checkpoints with Python objects (trusted files only)',
-                                'machine', group=MACHINE)
-
-    def check(self) -> None:
-        if not self.data_dir:
-            raise BanetError('--data-dir DIR is required (DIR/annotations/instances_SPLIT.json and DIR/SPLIT/)')
-
-
-@dataclass
-class BatchedCocoOptions(CocoOptions):
-    """:class:`CocoOptions` and a batch size."""
-    batch_size: int = option(2, 'images per batch and process', flags=('-b',), group=DATA)
-
-    def check(self) -> None:
-        super().check()
-        if self.batch_size < 1:
-            raise BanetError(f'--batch-size must be at least 1, got {self.batch_size}')
-
-
-@dataclass
-class CocoTrainOptions(BatchedCocoOptions):
-    """What every training command on COCO-layout data shares: backbone, classes, SGD-style optimiser, run folder.
-
-    The task's own class adds ``arch``, ``lr``, ``epochs``, the schedule and its augmentation.
-    """
-    backbone: str = option('ba_resnet50', 'timm backbone with features_only (ba_*, bav1_*, resnet*, seresnet*, ...)',
-                           group=MODEL)
-    backbone_checkpoint: Optional[str] = option(
-        None, 'initialise the backbone from a classification checkpoint: a run folder, a local-dir folder, a '
-              '.safetensors file or an official BA-Net checkpoint (the classifier is dropped)', metavar='PATH',
-        group=MODEL)
-    num_classes: Optional[int] = option(None, 'classes including background (default: largest category id + 1)',
-                                        group=MODEL)
-    train_split: str = option('train', 'training split (train2017 on COCO)', group=DATA)
-    opt: str = option('momentum', 'timm optimiser (momentum: SGD with momentum, as torchvision\'s references)',
-                      group=OPT)
-    momentum: float = option(0.9, 'SGD momentum', group=OPT)
-    weight_decay: float = option(1e-4, 'weight decay (not on norms and biases)', group=OPT)
-    clip_grad: Optional[float] = option(None, 'clip the gradients\' total norm', group=OPT)
-    seed: int = option(0, 'random seed', 'run', group=RUN)
-    output: str = option('runs', 'parent folder of runs', 'run', metavar='DIR', group=RUN)
-    experiment: Optional[str] = option(None, 'run folder name (default: ARCH-BACKBONE-TIME)', 'run', group=RUN)
-    resume: Optional[str] = option(None, 'continue the run in this folder (its config.yaml comes first)', 'run',
-                                   metavar='DIR', group=RUN)
-    val_interval: int = option(1, 'evaluate every N epochs (and after the last)', group=RUN)
-    epochs: int = option(12, 'epochs', group=OPT)
-
-    def check(self) -> None:
-        super().check()
-        if self.epochs < 1 or self.val_interval < 1:
-            raise BanetError('--epochs and --val-interval must be at least 1')
+__all__ = ['DetectTrainConfig', 'DetectValidateConfig']
 
 
 @dataclass
@@ -105,22 +36,6 @@ class DetectTrainConfig(CocoTrainOptions):
     decay_rate: float = option(0.1, 'multistep: lr factor at each milestone', group=OPT)
     warmup_epochs: int = option(1, 'linear warmup epochs (per update)', group=OPT)
     warmup_lr: float = option(1e-4, 'learning rate at the start of the warmup', group=OPT)
-
-
-@dataclass
-class CheckpointOptions:
-    """The checkpoint to evaluate and where its metrics go: what every COCO-layout validate command adds (mixed in
-    before its data options; ``trainer`` names the command that makes such checkpoints)."""
-    trainer = 'banet detect train'
-    checkpoint: Optional[str] = option(None, 'a run folder, its best/ or last/, or a checkpoint folder', 'run',
-                                       metavar='PATH', group=RUN)
-    results_file: Optional[str] = option(None, 'where to write the metrics (default: beside the checkpoint)', 'run',
-                                         metavar='FILE.json', group=RUN)
-
-    def check(self) -> None:
-        super().check()
-        if not self.checkpoint:
-            raise BanetError(f'--checkpoint PATH is required (a {self.trainer} run folder)')
 
 
 @dataclass

@@ -5,8 +5,8 @@ from torch import nn
 
 from ..dense.loader import build_loader, eval_shard
 from ..dense.validate import validate_checkpoint
-from ..train.distributed import DistInfo
-from ..train.precision import Precision
+from ..runs.distributed import DistInfo
+from ..runs.precision import Precision
 from .checkpoint import TASK, detector_from
 from .data import CocoDetectionDataset
 from .evaluate import evaluate_detector

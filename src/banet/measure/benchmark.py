@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import BanetError
 from ..io import atomic_write, check_model_names, pyplot, save_figure, save_json_file
 from ..models.fusion import fuse as fuse_model
-from ..train.precision import Precision, cpu_has_native_bf16, resolve_precision
+from ..runs.precision import Precision, cpu_has_native_bf16, resolve_precision
 
 __all__ = ['BenchConfig', 'precision_of', 'build_step', 'first_call_seconds', 'time_interleaved', 'run_benchmark',
            'write_report', 'machine_info']

@@ -7,10 +7,10 @@ from .loss import SegmentationLoss
 from .metrics import SegmentationMetric, metrics_from_confusion, named_iou
 from .options import SegmentTrainConfig, SegmentValidateConfig
 from .predict import palette, segment_files
-from .trainer import train_segmenter
+from .trainer import SegmentTask, train_segmenter
 from .validate import validate_segmenter
 
 __all__ = ['ARCHS', 'IGNORE_INDEX', 'OUTPUT_STRIDES', 'CocoSegmentationDataset', 'DenseBackbone', 'SegmentationLoss',
-           'SegmentationMetric', 'SegmentTrainConfig', 'SegmentValidateConfig', 'create_segmenter', 'eval_transforms',
+           'SegmentationMetric', 'SegmentTask', 'SegmentTrainConfig', 'SegmentValidateConfig', 'create_segmenter', 'eval_transforms',
            'evaluate_segmenter', 'load_segmenter', 'metrics_from_confusion', 'named_iou', 'palette', 'segment_files',
            'segmenter_config', 'semantic_mask', 'train_segmenter', 'train_transforms', 'validate_segmenter']

@@ -25,10 +25,13 @@ def normalisation(backbone: str) -> tuple[list[float], list[float]]:
 
 def segmenter_config(cfg: Any, num_classes: int, categories: Mapping[int, str], **extra: Any) -> Dict[str, Any]:
     """The ``config.json`` of a segmentation checkpoint: the task, what rebuilds the segmenter (``cfg``'s build
-    options, e.g. a :class:`~banet.segmentation.SegmentTrainConfig`), how its input is prepared (evaluation size,
-    normalisation) and the category names."""
+    options, e.g. a :class:`~banet.segmentation.SegmentTrainConfig`, and its backbone's ``model_kwargs``), how its
+    input is prepared (evaluation size, normalisation) and the category names."""
     mean, std = normalisation(cfg.backbone)
-    return {'task': TASK, 'segmenter': {k: getattr(cfg, k) for k in _BUILD_KEYS} | {'num_classes': num_classes},
+    build = {k: getattr(cfg, k) for k in _BUILD_KEYS} | {'num_classes': num_classes}
+    if getattr(cfg, 'model_kwargs', None):
+        build['backbone_kwargs'] = dict(cfg.model_kwargs)
+    return {'task': TASK, 'segmenter': build,
             'input': {'base_size': cfg.base_size, 'mean': mean, 'std': std},
             'categories': {str(k): v for k, v in categories.items()}, **extra}
 

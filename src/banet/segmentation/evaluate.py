@@ -5,7 +5,7 @@ import torch
 import torch.distributed
 from torch import nn
 
-from ..train.distributed import DistInfo
+from ..runs.distributed import DistInfo
 from .metrics import SegmentationMetric
 
 __all__ = ['evaluate_segmenter']

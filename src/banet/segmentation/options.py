@@ -3,15 +3,15 @@
 Defaults follow torchvision's semantic segmentation reference (``references/segmentation``): images resized to a
 random shorter side in [0.5, 2] × 520 px, flipped, cropped to 480 px; SGD with momentum 0.9, weight decay 1e-4, a
 polynomial (power 0.9) decay per update, 30 epochs, trained batch norms, the auxiliary loss at weight 0.5.
-The data, machine, backbone, optimiser and run options are those of ``banet detect``
-(:class:`~banet.detection.options.CocoTrainOptions`).
+The data and backbone options are those every COCO-layout command shares (:mod:`banet.dense.options`), the
+machine, run and optimiser options the run layer's.
 """
 from dataclasses import dataclass
 from typing import Optional
 
 from ..config import option
 from ..dense.features import NORMS
-from ..detection.options import DATA, MODEL, OPT, CheckpointOptions, CocoOptions, CocoTrainOptions
+from ..dense.options import DATA, MODEL, OPT, CheckpointOptions, CocoOptions, CocoTrainOptions
 from ..errors import BanetError
 from .builders import ARCHS, OUTPUT_STRIDES
 
@@ -43,6 +43,13 @@ class SegmentTrainConfig(CocoTrainOptions):
     poly_power: float = option(0.9, 'poly: the power of the decay', group=OPT)
     warmup_epochs: int = option(0, 'linear warmup epochs (per update)', group=OPT)
     warmup_lr: float = option(1e-4, 'learning rate at the start of the warmup', group=OPT)
+
+    @property
+    def decay_rate(self) -> float:
+        """timm's name of the poly schedule's power (what ``scheduler_kwargs`` reads)."""
+        return self.poly_power
+
+    min_lr = 0.0  # the poly schedule decays to 0 (torchvision's reference); not an option
 
     def check(self) -> None:
         super().check()

@@ -1,36 +1,27 @@
-"""Training, validation and loading of segmenters: a run folder like ``banet detect train``'s, with exact resume.
+"""Segmentation as a task of the run layer (:func:`banet.runs.fit`).
 
-``RUN/config.yaml`` (the options), ``RUN/last/`` and ``RUN/best/`` (``model.safetensors`` + ``config.json``
-describing the segmenter, its input and the category names; ``last/`` also ``train_state.pt``),
-``RUN/metrics.csv`` and ``RUN/summary.png``. The best checkpoint is the one with the highest mean IoU.
+A run folder like ``banet train``'s: ``RUN/config.yaml`` (the options), ``RUN/last/`` and ``RUN/best/``
+(``model.safetensors`` + ``config.json`` describing the segmenter, its input and the category names; ``last/``
+also ``train_state.pt``), ``RUN/metrics.csv`` and ``RUN/summary.png``. The best checkpoint is the one with the
+highest mean IoU.
 
 Training batches are random crops of ``crop_size`` (padded with the ignore label 255), so they stack; evaluation
 resizes each image's shorter side to ``base_size`` and runs one image at a time (torchvision's reference), so
-every image is measured whole and alone. Evaluation runs on the first process of a distributed run. The step is
-``banet train``'s (:func:`banet.train.engine.train_one_epoch`: autocast, loss scaler, clipping, progress bar).
+every image is measured whole and alone. Under torchrun every process scores its share of the validation images and
+the confusion matrices are summed (:func:`evaluate_segmenter`).
 """
-import math
-import time
 from typing import Any, Dict, Mapping
 
 import torch
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
-from timm.utils import NativeScaler
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..dense.loader import build_loader
-from ..detection.runs import (backbone_weights, class_count, finish_run, gather_rng, report_backbone, restore_run,
-                              run_distributed, start_run, train_loader)
+from ..dense.loader import build_loader, eval_shard
 from ..errors import BanetError
-from ..train.distributed import DistInfo
-from ..train.engine import StepConfig, train_one_epoch
-from ..train.metrics import MetricsLog
-from ..train.precision import Precision, resolve_precision
-from ..train.state import copy_checkpoint, save_checkpoint
+from ..runs import Data, DistInfo, Precision, default_name, fit
+from ..runs.initial import backbone_weights, class_count, report_backbone
+from ..runs.loader import shuffled_loader
 from .builders import create_segmenter
 from .checkpoint import normalisation, segmenter_config
 from .data import CocoSegmentationDataset, eval_transforms, train_transforms
@@ -38,103 +29,90 @@ from .evaluate import evaluate_segmenter
 from .loss import SegmentationLoss
 from .options import SegmentTrainConfig
 
-__all__ = ['train_segmenter']
+__all__ = ['SegmentTask', 'train_segmenter']
 
 _METRICS = ('miou', 'pixel_acc')
 
 
-def _eval_loader(data_dir: str, split: str, input_config: Mapping[str, Any], workers: int) -> DataLoader:
-    dataset = CocoSegmentationDataset(data_dir, split, eval_transforms(input_config['base_size']),
+def _eval_loader(cfg: SegmentTrainConfig, input_config: Mapping[str, Any], info: DistInfo) -> DataLoader:
+    """This process's share of the validation images, one at a time (every image on exactly one process)."""
+    dataset = CocoSegmentationDataset(cfg.data_dir, cfg.val_split, eval_transforms(input_config['base_size']),
                                       mean=input_config['mean'], std=input_config['std'])
-    return build_loader(dataset, 1, train=False, num_workers=workers, collate_fn=None)
+    return build_loader(eval_shard(dataset, info), 1, train=False, num_workers=cfg.workers, collate_fn=None)
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, precision: Precision,
-              progress: bool) -> Dict[str, Any]:
-    with precision.autocast(device)():
-        return evaluate_segmenter(model, tqdm(loader, desc='eval', disable=not progress, leave=False, unit='img'),
-                                  num_classes, device=device)
+class SegmentTask:
+    """Semantic segmentation on COCO-layout data: what :func:`banet.runs.fit` needs of it."""
+    name = 'segment'
+    identity = ('arch', 'backbone')
+    best_metric, best_label = 'miou', 'mIoU'
+    train_columns = ('train_loss', 'train_img_s', 'lr')
+    eval_columns = _METRICS
+    panels = (('loss', ('train_loss',)), ('validation', _METRICS))
+
+    def __init__(self) -> None:
+        self.criterion = SegmentationLoss()
+
+    def run_name(self, cfg: SegmentTrainConfig) -> str:
+        return default_name(cfg.arch, cfg.backbone)
+
+    def prepare(self, cfg: SegmentTrainConfig, info: DistInfo) -> None:
+        self.cfg = cfg
+        mean, std = normalisation(cfg.backbone)
+        self.train_set = CocoSegmentationDataset(cfg.data_dir, cfg.train_split,
+                                                 train_transforms(cfg.base_size, cfg.crop_size, cfg.hflip),
+                                                 mean=mean, std=std)
+        coco = self.train_set.coco
+        self.categories = {c['id']: c['name'] for c in coco.loadCats(coco.getCatIds())}
+        self.num_classes = class_count(self.categories, cfg.num_classes)
+        if len(self.train_set) < cfg.batch_size * info.world_size:
+            raise BanetError(f'{len(self.train_set)} training images are fewer than one batch of {cfg.batch_size} '
+                             f'x {info.world_size} process(es): lower --batch-size')
+        # a missing split fails before the run starts
+        self.eval_loader = _eval_loader(cfg, {'base_size': cfg.base_size, 'mean': mean, 'std': std}, info)
+
+    def build(self, cfg: SegmentTrainConfig, info: DistInfo, precision: Precision) -> nn.Module:
+        self.device, self.channels_last = info.device, precision.channels_last
+        model = create_segmenter(cfg.arch, cfg.backbone, self.num_classes, output_stride=cfg.output_stride,
+                                 aux=cfg.aux, backbone_weights=backbone_weights(cfg.backbone_checkpoint,
+                                                                                cfg.trust_pickle),
+                                 norm=cfg.norm, trainable_layers=cfg.trainable_layers,
+                                 backbone_kwargs=cfg.model_kwargs)
+        report_backbone(cfg.backbone_checkpoint, model.backbone.features.weights_report, info)
+        return model
+
+    def loaders(self, cfg: SegmentTrainConfig, info: DistInfo, model: nn.Module) -> Data:
+        loader = shuffled_loader(self.train_set, cfg.batch_size, cfg.workers, cfg.seed, info)
+        return Data(loader, self.eval_loader, {'loader': loader.generator})
+
+    def loss(self, model: nn.Module, batch: Any):
+        x, y = batch
+        x, y = x.to(self.device), y.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.criterion(model(x), y), x.shape[0]
+
+    def evaluate(self, model: nn.Module, loader: Any, info: DistInfo, precision: Precision,
+                 progress: bool) -> Dict[str, float]:
+        shown = tqdm(loader, desc='eval', disable=not progress, leave=False, unit='img')
+        with precision.autocast(info.device)():
+            metrics = evaluate_segmenter(model, shown, self.num_classes, device=info.device, dist=info)
+        return {k: metrics[k] for k in _METRICS}
+
+    def checkpoint_config(self, model: nn.Module, **extra: Any) -> Dict[str, Any]:
+        return segmenter_config(self.cfg, self.num_classes, self.categories, **extra)
+
+    def describe(self, cfg: SegmentTrainConfig, model: nn.Module, info: DistInfo) -> str:
+        n_params = sum(p.numel() for p in model.parameters())
+        return f'{cfg.arch} over {cfg.backbone}: {n_params:,} parameters, {self.num_classes} classes'
 
 
 def train_segmenter(config: SegmentTrainConfig) -> Dict[str, Any]:
-    """Train ``config.arch`` over ``config.backbone`` on a COCO-layout folder; returns the last row, run folder
-    and model. Example::
+    """Train ``config.arch`` over ``config.backbone`` on a COCO-layout folder; returns the last row, ``best``
+    (mIoU), the run folder and the model. Example::
 
         from banet.segmentation import SegmentTrainConfig, train_segmenter
         train_segmenter(SegmentTrainConfig(arch='fcn', backbone='ba_resnet18', data_dir='coco', epochs=1,
                                            output='runs', experiment='s'))   # run folder runs/s/
     """
-    return run_distributed(config, _train)
-
-
-def _train(cfg: SegmentTrainConfig, info: DistInfo) -> Dict[str, Any]:
-    started = time.perf_counter()
-    mean, std = normalisation(cfg.backbone)
-    train_set = CocoSegmentationDataset(cfg.data_dir, cfg.train_split,
-                                        train_transforms(cfg.base_size, cfg.crop_size, cfg.hflip), mean=mean, std=std)
-    categories = {c['id']: c['name'] for c in train_set.coco.loadCats(train_set.coco.getCatIds())}
-    num_classes = class_count(categories, cfg.num_classes)
-    if len(train_set) < cfg.batch_size * info.world_size:
-        raise BanetError(f'{len(train_set)} training images are fewer than one batch of {cfg.batch_size} x '
-                         f'{info.world_size} process(es): lower --batch-size')
-    eval_loader = _eval_loader(cfg.data_dir, cfg.val_split, {'base_size': cfg.base_size, 'mean': mean, 'std': std},
-                               cfg.workers) if info.primary else None  # a missing split fails before the run starts
-    precision = resolve_precision(cfg.amp, cfg.amp_dtype, False, info.device)
-    run_dir = start_run(cfg, info, precision, cfg.arch)
-
-    torch.manual_seed(cfg.seed + info.rank)
-    model = create_segmenter(cfg.arch, cfg.backbone, num_classes, output_stride=cfg.output_stride, aux=cfg.aux,
-                             backbone_weights=backbone_weights(cfg), norm=cfg.norm,
-                             trainable_layers=cfg.trainable_layers).to(info.device)
-    report_backbone(cfg, model.backbone.features.weights_report, info)
-    loader, sampler, generator = train_loader(train_set, cfg, info)
-    optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    momentum=cfg.momentum)
-    scheduler, num_epochs = create_scheduler_v2(
-        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_rate=cfg.poly_power, min_lr=0.0,
-        warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr, step_on_epochs=False,
-        updates_per_epoch=len(loader))
-    scaler = NativeScaler(device=info.device.type) if precision.needs_scaler else None
-    start_epoch, best, num_updates = 0, None, 0
-    if cfg.resume:
-        state = restore_run(run_dir, info, model, optimizer, scheduler, generator)
-        if scaler is not None and state.get('scaler'):
-            scaler.load_state_dict(state['scaler'])
-        start_epoch, best, num_updates = state['epoch'], state['best'], state['num_updates']
-    net = DistributedDataParallel(model) if info.distributed else model
-    step = StepConfig(device=info.device, autocast=precision.autocast(info.device), loss_scaler=scaler,
-                      clip_grad=cfg.clip_grad, progress=info.primary and cfg.progress)
-    criterion = SegmentationLoss()
-    log = MetricsLog(run_dir) if info.primary else None
-    if log:
-        log.truncate(start_epoch)
-    row: Dict[str, Any] = {}
-    for epoch in range(start_epoch, num_epochs):
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-        stats = train_one_epoch(epoch + 1, net, loader, criterion, optimizer, scheduler, step,
-                                num_updates=num_updates)
-        num_updates = stats['num_updates']
-        row = {'epoch': epoch + 1, **{k: stats[k] for k in ('train_loss', 'train_img_s', 'lr')}}
-        validated = (epoch + 1) % cfg.val_interval == 0 or epoch + 1 == num_epochs
-        metrics = _evaluate(model, eval_loader, num_classes, info.device, precision, step.progress) \
-            if validated and info.primary else {}
-        row.update({k: metrics.get(k, math.nan) for k in _METRICS})
-        improved = validated and info.primary and (best is None or row['miou'] > best)
-        best = row['miou'] if improved else best
-        rng = gather_rng(generator, info)
-        if info.primary:
-            config = segmenter_config(cfg, num_classes, categories, epoch=epoch + 1, precision=precision.as_dict(),
-                                      metrics={k: row[k] for k in _METRICS if not math.isnan(row[k])})
-            save_checkpoint(run_dir / 'last', model, config, None, {
-                'epoch': epoch + 1, 'num_updates': num_updates, 'best': best, 'optimizer': optimizer.state_dict(),
-                'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict() if scaler else None, 'rng': rng})
-            if improved:
-                copy_checkpoint(run_dir / 'last', run_dir / 'best')
-            log.append(row)
-            print(' '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in row.items()),
-                  flush=True)
-    if info.primary:
-        finish_run(log, run_dir, (('loss', ('train_loss',)), ('validation', _METRICS)), num_epochs - start_epoch,
-                   started, best, 'mIoU')
-    return {'run_dir': str(run_dir), 'best_miou': best, 'model': model, **row}
+    return fit(SegmentTask(), config)

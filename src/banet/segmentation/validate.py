@@ -7,8 +7,8 @@ from tqdm import tqdm
 
 from ..dense.loader import build_loader, eval_shard
 from ..dense.validate import validate_checkpoint
-from ..train.distributed import DistInfo
-from ..train.precision import Precision
+from ..runs.distributed import DistInfo
+from ..runs.precision import Precision
 from .checkpoint import TASK, segmenter_from
 from .data import CocoSegmentationDataset, eval_transforms
 from .evaluate import evaluate_segmenter

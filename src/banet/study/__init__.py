@@ -1,4 +1,4 @@
-"""Studies: several models x seeds under one training recipe (run.py) and their report (report.py)."""
+"""Studies: several models x seeds under one recipe of any task (run.py, tasks.py) and their report (report.py)."""
 from .report import write_report
 from .run import Study, load_study, run_study
 

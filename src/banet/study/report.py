@@ -1,6 +1,7 @@
 """The report of a ``banet study``: result files → markdown tables, a pairwise comparison and two PNG figures.
 
-Per variant: final test top-1 mean ± sample standard deviation over the finished seeds, the standard error of the
+Per variant: the task's final metric (test top-1; box AP with AP50; mIoU with pixel accuracy) as mean ± sample
+standard deviation over the finished seeds, the standard error of the
 mean (SE = std / √n), the seeds themselves, params, MACs, training images/s, wall time and the machine each number
 came from. Pairs of variants are compared by the difference of their means and its standard error
 √(SE_a² + SE_b²) (independent runs); a difference beyond 2 SE is flagged. Text between the hand-written markers
@@ -36,21 +37,22 @@ class VariantStats:
     variant: str
     configured: int
     results: List[Dict[str, Any]] = field(default_factory=list)
+    key: str = 'test_top1'  # the result-file key of the task's final metric
 
     @property
     def n(self) -> int:
         return len(self.results)
 
-    def _top1(self) -> List[float]:
-        return [r['test_top1'] for r in self.results]
+    def _values(self) -> List[float]:
+        return [r[self.key] for r in self.results]
 
     @property
     def mean(self) -> Optional[float]:
-        return statistics.mean(self._top1()) if self.n else None
+        return statistics.mean(self._values()) if self.n else None
 
     @property
     def std(self) -> Optional[float]:
-        return statistics.stdev(self._top1()) if self.n >= 2 else None
+        return statistics.stdev(self._values()) if self.n >= 2 else None
 
     @property
     def se(self) -> Optional[float]:
@@ -81,11 +83,11 @@ def collect(study: Study) -> Tuple[List[VariantStats], List[Path]]:
     recipe = study_recipe(study)
     stats = []
     for variant in study.variants:
-        vs = VariantStats(variant, len(study.seeds))
+        vs = VariantStats(variant, len(study.seeds), key=study.task.final_key)
         for seed in study.seeds:
             file = study.result_file(variant, seed)
             if file.is_file():
-                vs.results.append(dict(read_result(file, recipe, variant, seed), file=file))
+                vs.results.append(dict(read_result(file, recipe, variant, seed, study.task), file=file))
         stats.append(vs)
     expected = {study.result_file(v, s) for v in study.variants for s in study.seeds}
     ignored = sorted(p for p in study.results.glob('*.json') if p not in expected) if study.results.is_dir() else []
@@ -112,6 +114,7 @@ def _verdict(c: Comparison) -> str:
 
 
 def _f(x: Optional[float], digits: int = 2, sign: bool = False) -> str:
+    """``x`` with ``digits`` decimals, '–' for None."""
     return '–' if x is None else f'{x:{"+" if sign else ""}.{digits}f}'
 
 
@@ -149,6 +152,8 @@ def _summary(study: Study, stats: List[VariantStats], pairs: List[Comparison], c
     """The generated reading: ranking, differences beyond 2 SE, the claim's tally, what more seeds would do."""
     done = [vs for vs in stats if vs.n]
     total = sum(vs.n for vs in stats)
+    t = study.task
+    d, unit = t.digits, f' {t.unit}' if t.unit else ''
     lines = []
     incomplete = [f'`{vs.variant}` ({vs.n}/{vs.configured})' for vs in stats if vs.n < vs.configured]
     if incomplete:
@@ -159,17 +164,17 @@ def _summary(study: Study, stats: List[VariantStats], pairs: List[Comparison], c
     if not done:
         return lines
     ranked = sorted(done, key=lambda vs: -vs.mean)
-    lines.append('- Ranking by mean final test top-1: ' + ' > '.join(
-        f'`{vs.variant}` ({vs.mean:.2f})' for vs in ranked) + '.')
+    lines.append(f'- Ranking by mean final test {t.label}: ' + ' > '.join(
+        f'`{vs.variant}` ({vs.mean:.{d}f})' for vs in ranked) + '.')
     spreads = [vs.std for vs in done if vs.std is not None]
     if spreads:
-        lines.append(f'- The means span {ranked[0].mean - ranked[-1].mean:.2f} pp; the seed-to-seed standard '
-                     f'deviation within a variant is {min(spreads):.2f}–{max(spreads):.2f} pp.')
+        lines.append(f'- The means span {ranked[0].mean - ranked[-1].mean:.{d}f}{unit}; the seed-to-seed standard '
+                     f'deviation within a variant is {min(spreads):.{d}f}–{max(spreads):.{d}f}{unit}.')
     beyond = [c for c in pairs if c.beyond_2se]
     judged = [c for c in pairs if c.se is not None]
     if beyond:
         lines.append(f'- {len(beyond)} of {len(judged)} pairs differ by more than 2 SE: ' + '; '.join(
-            f'`{c.a}` − `{c.b}` = {c.diff:+.2f} ± {c.se:.2f} pp' for c in beyond) + '.')
+            f'`{c.a}` − `{c.b}` = {c.diff:+.{d}f} ± {c.se:.{d}f}{unit}' for c in beyond) + '.')
     elif judged:
         lines.append(f'- No pair (of {len(judged)}) differs by more than 2 SE: at this number of seeds the variants '
                      'cannot be told apart.')
@@ -188,7 +193,7 @@ def _summary(study: Study, stats: List[VariantStats], pairs: List[Comparison], c
             c, k = max(needs, key=lambda ck: ck[1])
             lines.append(f'- If the observed differences were the true ones and the spread stayed the same, the '
                          f'unresolved claimed relations would reach 2 SE with about {min(k for _, k in needs)}–{k} '
-                         f'seeds per variant (the hardest: `{c.a}` vs `{c.b}`, {c.diff:+.2f} pp); see the last '
+                         f'seeds per variant (the hardest: `{c.a}` vs `{c.b}`, {c.diff:+.{d}f}{unit}); see the last '
                          'column of the claim table.')
     lines.append('- 2 SE is a screen, not a significance test: with few seeds the standard errors are themselves '
                  'noisy, and the "best epoch" column is picked on the test set (optimistic).')
@@ -199,6 +204,8 @@ def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path]
                     hand_written: str = _PLACEHOLDER) -> str:
     """The whole report as markdown (paths relative to the report's folder)."""
     here = study.report.parent
+    t = study.task
+    d = t.digits
     machines = _machines(stats)
     pairs = [compare(a, b) for a, b in itertools.combinations(stats, 2)]
     by_name = {vs.variant: vs for vs in stats}
@@ -211,41 +218,48 @@ def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path]
         f'{time.strftime("%Y-%m-%d %H:%M")} from the result files in `{_rel(study.results, here)}/`. Regenerating '
         'rewrites everything except the hand-written section at the end.', '',
         '## Recipe', '',
-        f'Identical for every variant; seeds {seeds}. Options not listed are `banet train`\'s defaults (the full '
-        'resolved recipe is stored in every result file, and results of another recipe are refused).', '',
+        f'Task `{t.name}`, the variants set `{t.variant_key}`; identical for every variant; seeds {seeds}. Options '
+        'not listed are the task\'s trainer\'s defaults (the full resolved recipe is stored in every result file, '
+        'and results of another recipe are refused).', '',
         '```yaml', yaml.safe_dump(study.recipe, sort_keys=False).rstrip(), '```', '',
-        '## Test top-1', '',
-        'Final-epoch top-1 (%) on the evaluation split (Fashion-MNIST/CIFAR: the official test set); mean ± sample '
-        'standard deviation over seeds, SE = std/√n. MACs at the trained input size and channels; train img/s is the '
-        'median over epochs and seeds; wall time is the mean per run.', '',
-        '| variant | seeds | top-1 mean ± std | SE | per seed | best-epoch top-1 (mean) | params | MMACs | '
-        'train img/s | wall (min) | machine |',
-        '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|',
+        f'## Test {t.label}', '',
+        f'Final-epoch {t.label} on the evaluation split'
+        + (' (Fashion-MNIST/CIFAR: the official test set)' if t.name == 'classify' else '') + '; mean ± sample '
+        'standard deviation over seeds, SE = std/√n. ' + ('MACs at the trained input size and channels; ' if
+                                                          t.name == 'classify' else 'Params of the whole model; ')
+        + 'train img/s is the median over epochs and seeds; wall time is the mean per run.', '',
+        f'| variant | seeds | {t.label} mean ± std | SE | per seed | {t.second_label} mean | best-epoch {t.label} '
+        '(mean) | params | MMACs | train img/s | wall (min) | machine |',
+        '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|',
     ]
     for vs in stats:
         if not vs.n:
-            out.append(f'| `{vs.variant}` | 0/{vs.configured} (no results yet) |' + ' – |' * 9)
+            out.append(f'| `{vs.variant}` | 0/{vs.configured} (no results yet) |' + ' – |' * 10)
             continue
         r0 = vs.results[0]
         status = f'{vs.n}/{vs.configured}' + ('' if vs.n == vs.configured else ' **incomplete**')
-        per_seed = ', '.join(f'{r["test_top1"]:.2f} (s{r["seed"]})' for r in vs.results)
-        best = statistics.mean(r['test_top1_best'] for r in vs.results)
+        per_seed = ', '.join(f'{r[t.final_key]:.{d}f} (s{r["seed"]})' for r in vs.results)
+        second = [r[t.second_key] for r in vs.results if r.get(t.second_key) is not None]
+        best = statistics.mean(r[f'{t.final_key}_best'] for r in vs.results)
+        macs = '–' if r0['macs'] is None else f'{r0["macs"] / 1e6:.1f}'
         img_s = statistics.median(r['train_img_s'] for r in vs.results)
         wall = statistics.mean(r['wall_time_s'] for r in vs.results) / 60
         resumed = '†' if any(r['resumed_from_epoch'] for r in vs.results) else ''
         labels = sorted({r['machine_label'] for r in vs.results})
-        out.append(f'| `{vs.variant}` | {status} | {vs.mean:.2f} ± {_f(vs.std)} | {_f(vs.se)} | {per_seed} | '
-                   f'{best:.2f} | {r0["params"]:,} | {r0["macs"] / 1e6:.1f} | {img_s:.0f} | {wall:.1f}{resumed} | '
+        out.append(f'| `{vs.variant}` | {status} | {vs.mean:.{d}f} ± {_f(vs.std, d)} | {_f(vs.se, d)} | {per_seed} | '
+                   f'{_f(statistics.mean(second) if second else None, d)} | '
+                   f'{best:.{d}f} | {r0["params"]:,} | {macs} | {img_s:.0f} | {wall:.1f}{resumed} | '
                    f'{", ".join(labels)}{" (mixed: compare speeds per run below)" if len(labels) > 1 else ""} |')
     if any(r['resumed_from_epoch'] for vs in stats for r in vs.results):
         out += ['', '† includes resumed runs: their wall time counts only the last sitting.']
     out += ['', '## Pairwise comparison', '',
-            'Difference of the mean final top-1 (row variant A minus B, percentage points), its standard error '
+            f'Difference of the mean final {t.label} (row variant A minus B{", percentage points" if t.unit else ""}), '
+            'its standard error '
             '√(SE_A² + SE_B²), and whether |diff| > 2·SE.', '',
             '| A | B | mean A − B | SE | \\|diff\\| > 2·SE |', '|---|---|---:|---:|:---:|']
     for c in pairs:
         flag = '–' if c.beyond_2se is None else ('**yes**' if c.beyond_2se else 'no')
-        out.append(f'| `{c.a}` | `{c.b}` | {_f(c.diff, sign=True)} | {_f(c.se)} | {flag} |')
+        out.append(f'| `{c.a}` | `{c.b}` | {_f(c.diff, d, sign=True)} | {_f(c.se, d)} | {flag} |')
     if claims:
         n = min((vs.n for vs in stats if vs.n), default=0)
         out += ['', '## The claimed ordering', '',
@@ -256,7 +270,7 @@ def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path]
                 '| claim | mean A − B | SE | verdict | seeds for 2 SE |', '|---|---:|---:|---|---:|']
         for c in claims:
             k = c.seeds_for_2se(n) if c.se is not None and not c.beyond_2se and c.diff and c.diff > 0 else None
-            out.append(f'| `{c.a}` > `{c.b}` | {_f(c.diff, sign=True)} | {_f(c.se)} | {_verdict(c)} | '
+            out.append(f'| `{c.a}` > `{c.b}` | {_f(c.diff, d, sign=True)} | {_f(c.se, d)} | {_verdict(c)} | '
                        f'{k if k is not None else "–"} |')
     out += ['', '## What the numbers say', '', '_Generated from the result files._', '',
             *_summary(study, stats, pairs, claims)]
@@ -270,12 +284,12 @@ def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path]
         out.append(f'| {label} | {", ".join(sorted({r["device"] for r in runs}))} | {m.get("cpu", "?")} | '
                    f'{m.get("gpu", "–")} | {m.get("cpu_count", "?")} | {m.get("torch_threads", "?")} | '
                    f'{m.get("torch", "?")} | {m.get("timm", "?")} | {len(runs)} |')
-    out += ['', '## Runs', '', '| variant | seed | final top-1 | best top-1 | epochs | train img/s | wall (min) | '
-            'machine | finished | result |', '|---|---:|---:|---:|---:|---:|---:|---|---|---|']
+    out += ['', '## Runs', '', f'| variant | seed | final {t.label} | best {t.label} | epochs | train img/s | '
+            'wall (min) | machine | finished | result |', '|---|---:|---:|---:|---:|---:|---:|---|---|---|']
     for vs in stats:
         for r in vs.results:
             resumed = f' † (from epoch {r["resumed_from_epoch"]})' if r['resumed_from_epoch'] else ''
-            out.append(f'| `{vs.variant}` | {r["seed"]} | {r["test_top1"]:.2f} | {r["test_top1_best"]:.2f} | '
+            out.append(f'| `{vs.variant}` | {r["seed"]} | {r[t.final_key]:.{d}f} | {r[f"{t.final_key}_best"]:.{d}f} | '
                        f'{r["epochs"]} | {r["train_img_s"]:.0f} | {r["wall_time_s"] / 60:.1f}{resumed} | '
                        f'{r["machine_label"]}: {_device_words(r["device"], r["machine"])} | {r["finished"]} | '
                        f'[json]({_rel(r["file"], here)}) |')
@@ -286,12 +300,15 @@ def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path]
 
 
 def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
-    """Mean test-accuracy curves and a bar chart of the final top-1 (± std, seeds as dots); {} without results."""
+    """Mean curves of the task's metric and a bar chart of its final value (± std, seeds as dots); {} without
+    results."""
     done = [vs for vs in stats if vs.n]
     if not done:
         return {}
+    t = study.task
     folder, stem = study.report.parent, study.report.stem
-    figures = {'test accuracy curves': folder / f'{stem}_curves.png', 'final test top-1': folder / f'{stem}_bars.png'}
+    figures = {f'test {t.label} curves': folder / f'{stem}_curves.png',
+               f'final test {t.label}': folder / f'{stem}_bars.png'}
 
     from matplotlib.ticker import MaxNLocator
     plt = pyplot()
@@ -300,7 +317,7 @@ def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
     for vs in done:
         by_epoch: Dict[int, List[float]] = {}
         for r in vs.results:
-            for e, acc in zip(r['curve']['epoch'], r['curve']['val_top1']):
+            for e, acc in zip(r['curve']['epoch'], r['curve'][t.metric]):
                 if acc is not None:
                     by_epoch.setdefault(e, []).append(acc)
         epochs = sorted(e for e, accs in by_epoch.items() if len(accs) == vs.n)
@@ -308,31 +325,31 @@ def _plot(study: Study, stats: List[VariantStats]) -> Dict[str, Path]:
             ax.plot(shown, [statistics.mean(by_epoch[e]) for e in shown], marker='o', ms=3,
                     label=f'{vs.variant} (n={vs.n})')
     for ax, title in zip(axes, ('all epochs', 'second half (zoomed)')):
-        ax.set(xlabel='epoch', ylabel='test top-1 (%)', title=title)
+        ax.set(xlabel='epoch', ylabel=f'test {t.label}', title=title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f'{study.name}: test accuracy, mean over seeds', fontsize=10)
+    fig.suptitle(f'{study.name}: test {t.label}, mean over seeds', fontsize=10)
     fig.tight_layout()
-    save_figure(fig, figures['test accuracy curves'])
+    save_figure(fig, figures[f'test {t.label} curves'])
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     x = range(len(done))
     ax.bar(x, [vs.mean for vs in done], yerr=[vs.std or 0 for vs in done], capsize=5, color='#8fb3d9',
            edgecolor='#30507a')
     for i, vs in enumerate(done):
-        ax.plot([i] * vs.n, [r['test_top1'] for r in vs.results], 'k.', ms=5)
-    values = [r['test_top1'] for vs in done for r in vs.results]
+        ax.plot([i] * vs.n, [r[t.final_key] for r in vs.results], 'k.', ms=5)
+    values = [r[t.final_key] for vs in done for r in vs.results]
     values += [vs.mean + s * (vs.std or 0) for vs in done for s in (-1, 1)]
     margin = (max(values) - min(values)) / 2 or 1.0
     ax.set_ylim(min(values) - margin, max(values) + margin)
     ax.set_xticks(list(x), [f'{vs.variant} (n={vs.n})' for vs in done], fontsize=7, rotation=20, ha='right')
-    ax.set(ylabel='final test top-1 (%)',
+    ax.set(ylabel=f'final test {t.label}',
            title=f'{study.name}: mean ± std over seeds, dots = seeds (y axis does not start at 0)')
     ax.title.set_fontsize(9)
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
-    save_figure(fig, figures['final test top-1'])
+    save_figure(fig, figures[f'final test {t.label}'])
     return figures
 
 

@@ -1,8 +1,10 @@
 """``banet study``: train several models under one recipe and several seeds, one result file per run.
 
-A study config (YAML) names the variants (timm model names), the seeds and the shared training recipe (the keys
-that ``banet train -c`` accepts). Each (variant, seed) is trained by banet's own :func:`banet.train.train` and then
-summarised in ``RESULTS/VARIANT-seedN.json`` (written atomically). Running the study again skips runs whose result
+A study config (YAML) names the task (``classify``, the default; ``detect``; ``segment``: :mod:`banet.study.tasks`),
+the variants (timm model names: the classifier, or the backbone of the detector/segmenter), the seeds and the shared
+training recipe (the keys that the task's ``train -c`` accepts). Each (variant, seed) is trained by the task's own
+trainer (:func:`banet.train.train`, :func:`banet.detection.train_detector`, ...) and then summarised in
+``RESULTS/VARIANT-seedN.json`` (written atomically). Running the study again skips runs whose result
 file exists and continues an interrupted run from its last checkpoint, so a study can be spread over sittings and
 machines; :mod:`banet.study_report` turns the result files into a markdown report with figures.
 """
@@ -21,19 +23,21 @@ from ..errors import BanetError
 from ..io import check_model_names, save_json_file
 from ..measure.benchmark import machine_info
 from ..measure.profile import profile_model
-from ..train import TrainConfig, train
-from ..train.metrics import MetricsLog
-from ..train.state import load_train_state
-from ..train.trainer import check_config, saved_config
+from ..runs import MetricsLog, complete_checkpoint, load_train_state, saved_config
+from ..train.trainer import check_config
+from .tasks import StudyTask, study_task
 
 __all__ = ['Study', 'load_study', 'train_config', 'recipe_of', 'study_recipe', 'read_result', 'plan', 'run_one',
            'run_study']
 
-STUDY_KEYS = ('name', 'title', 'variants', 'seeds', 'recipe', 'output', 'results', 'report', 'claim')
+STUDY_KEYS = ('name', 'title', 'task', 'variants', 'seeds', 'recipe', 'output', 'results', 'report', 'claim')
 DEFAULT_SEEDS = (0, 1, 2)
-# what a run computes is its TrainConfig fields of kind 'recipe'; the study sets the 'run' fields (model, seed,
-# folders) itself, and the 'machine' fields may differ between machines
-SET_BY_STUDY = frozenset(values_of_kind(TrainConfig(), 'run'))
+
+
+def set_by_study(task: StudyTask) -> frozenset:
+    """What a run computes is its config's fields of kind 'recipe'; the study sets the 'run' fields (model, seed,
+    folders) and the variant's option itself, and the 'machine' fields may differ between machines."""
+    return frozenset(values_of_kind(task.config(), 'run')) | {task.variant_key}
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Study:
     results: Path
     report: Path
     claim: List[List[str]] = field(default_factory=list)
+    task: StudyTask = field(default_factory=lambda: study_task('classify', ''))
 
     @staticmethod
     def run_name(variant: str, seed: int) -> str:
@@ -80,6 +85,7 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
     if unknown:
         raise BanetError(f'{where}: unknown key(s) {unknown}; the keys are {", ".join(STUDY_KEYS)} (training '
                          'options go under recipe:)')
+    task = study_task(raw.get('task', 'classify'), where)
     variants = _names(raw.get('variants'), 'variants', where)
     check_model_names(variants, 'variant', f'{where}: ')
     seeds = raw.get('seeds', list(DEFAULT_SEEDS))
@@ -90,12 +96,15 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
     recipe = raw.get('recipe') or {}
     if not isinstance(recipe, dict):
         raise BanetError(f'{where}: recipe must be a mapping of banet train options (batch_size: 128, ...)')
-    fixed = sorted(SET_BY_STUDY & {str(k).replace('-', '_') for k in recipe})
+    fixed = sorted(set_by_study(task) & {str(k).replace('-', '_') for k in recipe})
     if fixed:
         raise BanetError(f'{where}: recipe must not set {fixed}: the study sets them for each run (list the '
-                         'models under variants:, the seeds under seeds:, the folders under output:/results:)')
-    recipe = from_mapping(TrainConfig, recipe, f'{where}: recipe')
-    TrainConfig(**recipe, model=variants[0]).check()
+                         f'{task.variant_key}s under variants:, the seeds under seeds:, the folders under '
+                         'output:/results:)')
+    recipe = from_mapping(task.config, recipe, f'{where}: recipe')
+    # every check that needs no data; the data folder is given on each machine (--data-dir)
+    task.config(**({'data_dir': '.', **recipe} if task.name != 'classify' else recipe),
+                **{task.variant_key: variants[0]}).check()
     claim = [_names(group, 'each claim group', where) for group in (raw.get('claim') or [])]
     outside = sorted({v for group in claim for v in group} - set(variants))
     if outside:
@@ -105,55 +114,61 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
     res = Path(results or raw.get('results') or out / 'results')
     return Study(path=file, name=name, title=str(raw.get('title') or name), variants=variants, seeds=seeds,
                  recipe=recipe, output=out, results=res, report=Path(raw.get('report') or out / 'report.md'),
-                 claim=claim)
+                 claim=claim, task=task)
 
 
 def train_config(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
-                 resume: bool = False) -> TrainConfig:
-    """The TrainConfig of one run: the recipe, then ``machine`` overrides, then the run's own names."""
-    return TrainConfig(**{**study.recipe, **(machine or {})}, model=variant, seed=seed, output=str(study.output),
-                       experiment=study.run_name(variant, seed),
-                       resume=str(study.run_dir(variant, seed)) if resume else None)
+                 resume: bool = False) -> Any:
+    """The task config of one run: the recipe, then ``machine`` overrides, then the run's own names."""
+    return study.task.config(**{**study.recipe, **(machine or {})}, **{study.task.variant_key: variant}, seed=seed,
+                             output=str(study.output), experiment=study.run_name(variant, seed),
+                             resume=str(study.run_dir(variant, seed)) if resume else None)
 
 
-def recipe_of(config: TrainConfig) -> Dict[str, Any]:
-    """What a run computes: its options of kind ``recipe`` (the metadata of TrainConfig says which), as JSON values."""
-    return json.loads(json.dumps(values_of_kind(config, 'recipe')))
+def recipe_of(config: Any, variant_key: str = 'model') -> Dict[str, Any]:
+    """What a run computes: its options of kind ``recipe`` (the metadata of its config says which) but the
+    variant's own, as JSON values."""
+    values = values_of_kind(config, 'recipe')
+    values.pop(variant_key, None)
+    return json.loads(json.dumps(values))
 
 
 def study_recipe(study: Study) -> Dict[str, Any]:
     """The recipe every run of ``study`` must have been trained with (the same for all variants and seeds)."""
-    return recipe_of(train_config(study, study.variants[0], study.seeds[0]))
+    return recipe_of(train_config(study, study.variants[0], study.seeds[0]), study.task.variant_key)
 
 
-def _same_recipe(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+def _same_recipe(saved: Dict[str, Any], current: Dict[str, Any], task: StudyTask) -> List[str]:
     """The keys whose values differ; an option newer than ``saved`` counts only if set away from its default."""
-    defaults = recipe_of(TrainConfig())
+    defaults = recipe_of(task.config(), task.variant_key)
     return sorted(k for k in set(saved) | set(current)
                   if saved.get(k, defaults.get(k)) != current.get(k, defaults.get(k)))
 
 
-def _recipe_diff(saved: Dict[str, Any], current: Dict[str, Any]) -> str:
-    keys = _same_recipe(saved, current)
+def _recipe_diff(saved: Dict[str, Any], current: Dict[str, Any], task: StudyTask) -> str:
+    keys = _same_recipe(saved, current, task)
     return ', '.join(f'{k}: {saved.get(k)!r} there, {current.get(k)!r} in the config' for k in keys)
 
 
-def read_result(file: Path, recipe: Dict[str, Any], variant: str, seed: int) -> Dict[str, Any]:
-    """The result file of (``variant``, ``seed``), checked to be readable and trained with ``recipe``."""
+def read_result(file: Path, recipe: Dict[str, Any], variant: str, seed: int,
+                task: Optional[StudyTask] = None) -> Dict[str, Any]:
+    """The result file of (``variant``, ``seed``) of a ``task`` study (default: classification), checked to be
+    readable and trained with ``recipe``."""
+    task = task or study_task('classify', '')
     try:
         result = json.loads(file.read_text())
     except ValueError as e:
         raise BanetError(f'result file {file} is not valid JSON ({e}); delete it to run that (variant, seed) '
                          'again') from e
-    missing = [k for k in ('variant', 'seed', 'test_top1', 'curve', 'recipe') if k not in result]
+    missing = [k for k in ('variant', 'seed', task.final_key, 'curve', 'recipe') if k not in result]
     if missing:
         raise BanetError(f'result file {file} lacks {missing}; delete it to run that (variant, seed) again')
     if (result['variant'], result['seed']) != (variant, seed):
         raise BanetError(f'result file {file} holds {result["variant"]} seed {result["seed"]}, not {variant} seed '
                          f'{seed}: it was renamed or copied to the wrong place')
-    if _same_recipe(result['recipe'], recipe):
+    if _same_recipe(result['recipe'], recipe, task):
         raise BanetError(f'result file {file} was trained with another recipe '
-                         f'({_recipe_diff(result["recipe"], recipe)}); every variant must share one recipe: move '
+                         f'({_recipe_diff(result["recipe"], recipe, task)}); every variant must share one recipe: move '
                          'the old results away (or point results: to a new folder) and run the study again')
     return result
 
@@ -163,14 +178,15 @@ def _run_state(study: Study, variant: str, seed: int, recipe: Dict[str, Any]) ->
     if study.result_file(variant, seed).is_file():
         return 'done'
     run_dir = study.run_dir(variant, seed)
-    if not (run_dir / 'last' / 'train_state.pt').is_file():
+    last = complete_checkpoint(run_dir / 'last')
+    if last is None:
         return 'new'  # nothing worth keeping: (re)start the run in this folder
-    saved = recipe_of(TrainConfig(**saved_config(run_dir)))
-    if _same_recipe(saved, recipe):
+    saved = recipe_of(study.task.config(**saved_config(run_dir, study.task.config)), study.task.variant_key)
+    if _same_recipe(saved, recipe, study.task):
         raise BanetError(f'the run folder {run_dir} holds a checkpoint of another recipe '
-                         f'({_recipe_diff(saved, recipe)}); delete or move it to train that run afresh')
+                         f'({_recipe_diff(saved, recipe, study.task)}); delete or move it to train that run afresh')
     try:
-        load_train_state(run_dir)
+        load_train_state(last)
     except BanetError as e:
         print(f'study: cannot resume {run_dir} ({e}); it restarts from epoch 0', flush=True)
         return 'new'
@@ -198,7 +214,7 @@ def plan(study: Study, variants: Optional[Sequence[str]] = None, seeds: Optional
     for v in study.variants:
         for s in study.seeds:
             if study.result_file(v, s).is_file():
-                read_result(study.result_file(v, s), recipe, v, s)
+                read_result(study.result_file(v, s), recipe, v, s, study.task)
     return recipe, [(v, s, _run_state(study, v, s, recipe)) for s in seeds for v in variants]
 
 
@@ -216,32 +232,36 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _result(study: Study, args: TrainConfig, run_dir: Path, device: str, wall: float,
+def _result(study: Study, args: Any, run_dir: Path, model: Any, device: str, wall: float,
             resumed_from: int) -> Dict[str, Any]:
+    task = study.task
     rows = MetricsLog(run_dir).read()
     if not rows:
         raise RuntimeError(f'{run_dir / "metrics.csv"} is empty: the run trained no epoch')
-    curve = {'epoch': [int(r['epoch']) for r in rows], 'val_top1': [_float(r['val_top1']) for r in rows],
-             'val_loss': [_float(r['val_loss']) for r in rows], 'train_loss': [_float(r['train_loss']) for r in rows]}
-    validated = [x for x in curve['val_top1'] if x is not None]
-    config = json.loads((run_dir / 'last' / 'config.json').read_text())
-    size = config['pretrained_cfg']['input_size'][-1]
-    prof = profile_model(args.model, size, num_classes=config['num_classes'], in_chans=config['in_chans'])
+    curve = {'epoch': [int(r['epoch']) for r in rows],
+             **{k: [_float(r[k]) for r in rows] for k in (task.metric, 'val_loss', 'train_loss') if k in rows[0]}}
+    validated = [x for x in curve[task.metric] if x is not None]
+    if task.name == 'classify':  # params and MACs at the trained input (the detectors' vary with their images)
+        config = json.loads((run_dir / 'last' / 'config.json').read_text())
+        size = config['pretrained_cfg']['input_size'][-1]
+        prof = profile_model(args.model, size, num_classes=config['num_classes'], in_chans=config['in_chans'])
+        shape = {'img_size': size, 'in_chans': config['in_chans'], 'num_classes': config['num_classes']}
+    else:
+        prof, shape = {'params': sum(p.numel() for p in model.parameters()), 'macs': None}, {}
     img_s = [x for x in (_float(r['train_img_s']) for r in rows) if x is not None]
     return {
         'study': study.name,
-        'variant': args.model,
+        'task': task.name,
+        'variant': getattr(args, task.variant_key),
         'seed': args.seed,
-        'test_top1': _float(rows[-1]['val_top1']),
-        'test_top1_best': max(validated),
-        'test_top5': _float(rows[-1]['val_top5']),
+        task.final_key: _float(rows[-1][task.metric]),
+        f'{task.final_key}_best': max(validated),
+        task.second_key: _float(rows[-1][task.second]),
         'epochs': len(rows),
         'curve': curve,
         'params': prof['params'],
         'macs': prof['macs'],
-        'img_size': size,
-        'in_chans': config['in_chans'],
-        'num_classes': config['num_classes'],
+        **shape,
         'train_img_s': statistics.median(img_s),
         'wall_time_s': wall,
         'resumed_from_epoch': resumed_from,
@@ -249,20 +269,22 @@ def _result(study: Study, args: TrainConfig, run_dir: Path, device: str, wall: f
         'machine': machine_info(device),
         'finished': time.strftime('%Y-%m-%d %H:%M:%S %z'),
         'run_dir': _relative(run_dir),
-        'recipe': recipe_of(args),
+        'recipe': recipe_of(args, task.variant_key),
     }
 
 
 def run_one(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
             resume: bool = False) -> Path:
-    """Train one (variant, seed) with banet's ``train`` (continuing its checkpoint if ``resume``); write its result."""
+    """Train one (variant, seed) with the task's trainer (continuing its checkpoint if ``resume``); write its
+    result."""
     args = train_config(study, variant, seed, machine, resume)
-    resumed_from = int(load_train_state(study.run_dir(variant, seed))['epoch']) if resume else 0
+    last = complete_checkpoint(study.run_dir(variant, seed) / 'last')
+    resumed_from = int(load_train_state(last)['epoch']) if resume else 0
     start = time.perf_counter()
-    out = train(args)
+    out = study.task.train(args)
     wall = time.perf_counter() - start
     device = str(next(out['model'].parameters()).device)
-    result = _result(study, args, Path(out['run_dir']), device, wall, resumed_from)
+    result = _result(study, args, Path(out['run_dir']), out['model'], device, wall, resumed_from)
     return save_json_file(result, study.result_file(variant, seed))
 
 
@@ -275,7 +297,10 @@ def run_study(study: Study, variants: Optional[Sequence[str]] = None, seeds: Opt
     machine = {k: v for k, v in (machine or {}).items() if v is not None}
     recipe, runs = plan(study, variants, seeds)
     first = train_config(study, runs[0][0], runs[0][1], machine)
-    check_config(first, [first.train_split, first.val_split])  # data present, sizes valid: fail before any work
+    if study.task.name == 'classify':
+        check_config(first, [first.train_split, first.val_split])  # data present, sizes valid: fail before work
+    else:
+        first.check()  # a --data-dir given
     if (first.device or '').startswith('cuda') and not torch.cuda.is_available():
         raise BanetError(f'the recipe asks for device {first.device}, but CUDA is not available here: pass '
                          '--device cpu (the device is not part of the recipe)')

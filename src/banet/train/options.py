@@ -3,46 +3,34 @@
 Option names follow timm's ``train.py`` / ``validate.py`` where they overlap. A YAML config file (``-c``) holds
 ``name: value`` pairs of these fields; the command line overrides it (on/off options have a ``--no-`` form).
 """
-import argparse
-import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from ..config import AUTO, Switch, option
+from ..config import option
 from ..errors import BanetError
+from ..runs.options import COMPILE_MODES, MachineOptions, OptimOptions, RunOptions, default_workers, positive
 
-__all__ = ['DATASETS', 'DataOptions', 'TrainConfig', 'ValidateConfig', 'default_workers']
+__all__ = ['DATASETS', 'COMPILE_MODES', 'DataOptions', 'TrainConfig', 'ValidateConfig', 'default_workers']
 
 DATASETS = ('folder', 'fashion_mnist', 'cifar10', 'cifar100')
 _STREAMED = ('wds/', 'hfds/', 'hfids/', 'tfds/')
-COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
 
 def dataset_name(text: str) -> str:
     """The command line's check of ``--dataset``: one of :data:`DATASETS` or a timm dataset name."""
     if text not in DATASETS and not text.startswith(_STREAMED):
-        raise argparse.ArgumentTypeError(f'invalid choice: {text!r} (choose from {", ".join(DATASETS)}, or a timm '
-                                         'dataset name such as wds/NAME or hfds/NAME)')
+        raise ValueError(f'invalid choice: {text!r} (choose from {", ".join(DATASETS)}, or a timm dataset name '
+                         'such as wds/NAME or hfds/NAME)')
     return text
 
 
-def default_workers() -> int:
-    """Loader processes: 4, but never more than the CPUs this process may use."""
-    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
 
-
-def _positive(config: object, *names: str) -> None:
-    for name in names:
-        if getattr(config, name) < 1:
-            raise BanetError(f'--{name.replace("_", "-")} must be at least 1, got {getattr(config, name)}')
-
-
-_DATA, _PREC, _MACHINE = 'data and model', 'precision and compilation', 'this machine'
+_DATA, _MACHINE = 'data and model', 'this machine'
 
 
 @dataclass
-class DataOptions:
-    """What both training and validation read: model, dataset, preprocessing, precision, machine."""
+class DataOptions(MachineOptions):
+    """What both training and validation read: model, dataset, preprocessing, and this machine's options."""
     model: Optional[str] = option(None, 'timm model name, e.g. ba_resnet20_cifar or ba_resnet50', 'run',
                                   group=_DATA)
     dataset: str = option('folder', 'folder: an ImageNet-layout tree of class folders; fashion_mnist, cifar10, '
@@ -64,26 +52,8 @@ class DataOptions:
     std: Optional[List[float]] = option(None, 'normalisation std per channel (default: model cfg)', group=_DATA)
     interpolation: str = option('', 'eval resize interpolation (default: model cfg)', group=_DATA)
     batch_size: int = option(128, 'batch size per process', flags=('-b',), group=_DATA)
-    amp: Switch = option(False, 'mixed precision (autocast with --amp-dtype); auto: where the hardware runs it '
-                         'natively (bfloat16 on CPUs with AVX512-BF16/AMX, CUDA), else float32', group=_PREC)
-    amp_dtype: str = option('bfloat16', 'autocast dtype (float16 uses a loss scaler)',
-                            choices=('bfloat16', 'float16'), group=_PREC)
-    channels_last: Switch = option(False, 'channels_last memory format; auto: only with autocast',
-                                   'machine', group=_PREC)
-    compile: bool = option(False, 'torch.compile the model (compile time is reported apart)', 'machine',
-                           group=_PREC)
-    compile_mode: str = option('default', 'torch.compile mode', 'machine', choices=COMPILE_MODES, group=_PREC)
-    compile_backend: str = option('inductor', 'torch.compile backend (eager and aot_eager are for tests)',
-                                  'machine', group=_PREC)
     workers: int = option(default_workers(), 'loader processes for image folders (default: at most the CPUs)',
                           'machine', flags=('-j',), group=_MACHINE)
-    device: Optional[str] = option(None, 'cpu, cuda, cuda:1 ... (default: cuda when available)', 'machine',
-                                   group=_MACHINE)
-    threads: Optional[int] = option(None, 'torch CPU threads (default: torch\'s choice)', 'machine',
-                                    group=_MACHINE)
-    progress: bool = option(True, 'progress bars', 'machine', group=_MACHINE)
-    trust_pickle: bool = option(False, 'allow pickle checkpoints with Python objects (only files you trust)',
-                                'machine', group=_MACHINE)
 
     @property
     def streamed(self) -> bool:
@@ -95,43 +65,33 @@ class DataOptions:
         if self.dataset not in DATASETS and not self.streamed:
             raise BanetError(f'unknown dataset {self.dataset!r}: use one of {", ".join(DATASETS)}, or a timm '
                              'dataset name such as wds/NAME or hfds/NAME')
-        _positive(self, 'batch_size')
+        super().check()
+        positive(self, 'batch_size')
         if self.workers < 0:
             raise BanetError(f'--workers must be >= 0, got {self.workers}')
-        if self.amp not in (True, False, AUTO) or self.channels_last not in (True, False, AUTO):
-            raise BanetError('--amp and --channels-last take auto, true or false')
 
 
 _MODEL, _OPT, _SCHED, _AUG, _RUN = ('model', 'optimiser', 'schedule', 'augmentation and regularisation', 'run')
 
 
 @dataclass
-class TrainConfig(DataOptions):
+class TrainConfig(DataOptions, RunOptions, OptimOptions):
     """Everything ``banet train`` / :func:`banet.train.train` needs: recipe, machine and run options."""
     pretrained: bool = option(False, 'start from timm pretrained weights (may download)', group=_MODEL)
     initial_checkpoint: Optional[str] = option(
         None, 'start from these weights: a run folder, a checkpoint folder, a .safetensors file or an official '
               'BA-Net checkpoint', metavar='PATH', group=_MODEL)
+    model_kwargs: Dict[str, Any] = option({}, 'keyword arguments of the model constructor, e.g. ba_reduction=8 '
+                                          'ba_version=v1 (YAML: a mapping)', metavar='KEY=VALUE', group=_MODEL)
     drop: float = option(0.0, 'dropout before the classifier', group=_MODEL)
     drop_path: Optional[float] = option(None, 'stochastic depth rate', group=_MODEL)
     sync_bn: bool = option(False, 'SyncBatchNorm across processes (GPU only)', group=_MODEL)
     dist_bn: str = option('reduce', 'after each epoch, average (reduce) or copy rank 0\'s (broadcast) BN statistics '
                           'across processes; an empty string leaves them', choices=('reduce', 'broadcast', ''),
                           group=_MODEL)
-    opt: str = option('sgd', 'timm optimiser name: sgd (nesterov), momentum, adamw, ...', group=_OPT)
-    opt_eps: Optional[float] = option(None, 'optimiser epsilon', group=_OPT)
-    opt_betas: Optional[List[float]] = option(None, 'Adam betas', group=_OPT)
-    momentum: float = option(0.9, 'SGD momentum', group=_OPT)
-    weight_decay: float = option(5e-4, 'weight decay (not applied to norms and biases)', group=_OPT)
-    clip_grad: Optional[float] = option(None, 'clip gradients at this norm/value', group=_OPT)
-    clip_mode: str = option('norm', 'gradient clipping mode', choices=('norm', 'value', 'agc'), group=_OPT)
-    grad_accum_steps: int = option(1, 'micro-batches per optimiser step', group=_OPT)
     sched: str = option('cosine', 'timm scheduler: cosine, step, multistep, plateau, ...', group=_SCHED)
     sched_on_updates: bool = option(False, 'step the schedule per update, not per epoch', group=_SCHED)
-    lr: float = option(0.1, 'peak learning rate', group=_SCHED)
-    warmup_lr: float = option(1e-5, 'learning rate at the start of the warmup', group=_SCHED)
     min_lr: float = option(0.0, 'final learning rate of cosine schedules', group=_SCHED)
-    epochs: int = option(10, 'epochs to train', group=_SCHED)
     warmup_epochs: float = option(0.0, 'linear warmup epochs (a fraction of an epoch with --sched-on-updates)',
                                   group=_SCHED)
     warmup_prefix: bool = option(False, 'warmup does not count into the cosine epochs', group=_SCHED)
@@ -155,24 +115,12 @@ class TrainConfig(DataOptions):
     mixup_prob: float = option(1.0, 'probability of mixup or cutmix per batch', group=_AUG)
     mixup_switch_prob: float = option(0.5, 'probability of cutmix when both are on', group=_AUG)
     mixup_mode: str = option('batch', 'mixup mode', choices=('batch', 'pair', 'elem'), group=_AUG)
-    model_ema: bool = option(False, 'keep an EMA of the weights (timm ModelEmaV3)', group=_AUG)
-    model_ema_decay: float = option(0.9998, 'EMA decay', group=_AUG)
-    seed: int = option(42, 'random seed', 'run', group=_RUN)
-    deterministic: bool = option(False, 'torch deterministic algorithms', group=_RUN)
-    output: str = option('runs', 'parent folder of runs', 'run', metavar='DIR', group=_RUN)
-    experiment: Optional[str] = option(None, 'run folder name (default: MODEL-DATASET-TIME)', 'run', group=_RUN)
-    resume: Optional[str] = option(None, 'continue the run in this folder (its config.yaml comes first)', 'run',
-                                   metavar='DIR', group=_RUN)
-    val_interval: int = option(1, 'validate every N epochs (and after the last)', group=_RUN)
-    log_interval: int = option(50, 'progress-bar refresh interval in steps', 'machine', group=_RUN)
-    tensorboard: bool = option(False, 'also log to TensorBoard (needs tensorboard)', 'machine', group=_RUN)
     profile_data: bool = option(False, 'report the share of step time spent on data', 'machine', group=_RUN)
 
     def check(self) -> None:
         super().check()
         if not self.model:
             raise BanetError('--model is required (e.g. ba_resnet20_cifar), on the command line or in the config')
-        _positive(self, 'epochs', 'grad_accum_steps', 'val_interval', 'log_interval')
         if (self.mixup or self.cutmix) and self.batch_size % 2:
             raise BanetError('mixup/cutmix need an even --batch-size')
 

@@ -10,11 +10,10 @@ import torch
 from ..errors import BanetError
 from ..io import load_model, read_config, save_json_file
 from .data import build_eval_loader
-from .distributed import cleanup_distributed, init_distributed
-from .engine import evaluate
+from ..runs import cleanup_distributed, compile_model, init_distributed, resolve_precision
+from .evaluate import evaluate
 from .options import ValidateConfig
-from .precision import resolve_precision
-from .trainer import check_config, compile_model, data_config_for
+from .trainer import check_config, data_config_for
 
 __all__ = ['validate']
 

@@ -1,9 +1,11 @@
 """Per-epoch metrics: a CSV file, optional TensorBoard, and a PNG of the curves."""
 import csv
+import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BanetError
+from ..io.files import atomic_write
 from ..io.figures import pyplot, save_figure
 
 __all__ = ['MetricsLog', 'plot_metrics', 'CLASSIFICATION_PANELS']
@@ -23,12 +25,17 @@ class MetricsLog:
             self.writer = SummaryWriter(str(run_dir / 'tensorboard'))
 
     def truncate(self, epochs: int) -> None:
-        """Keep the rows of the first ``epochs`` epochs (a resume drops rows written after its checkpoint)."""
+        """Keep the rows of the first ``epochs`` epochs (a resume drops rows written after its checkpoint); the
+        file is replaced atomically."""
         rows = self.read()[:epochs]
-        if self.path.exists():
-            self.path.unlink()
-        for row in rows:
-            self.append(row)
+        if not rows:
+            self.path.unlink(missing_ok=True)
+            return
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(text.getvalue()))
 
     def read(self) -> List[Dict[str, str]]:
         if not self.path.exists():

@@ -1,4 +1,5 @@
-"""Precision and memory format that fit the hardware: what ``amp: auto`` and ``channels_last: auto`` resolve to.
+"""Precision, memory format and compilation: what ``amp: auto`` and ``channels_last: auto`` resolve to, and
+``torch.compile`` with a run's backend and mode.
 
 On a CPU, bfloat16 autocast pays only where the CPU computes bf16 natively (AVX512-BF16 or AMX): elsewhere oneDNN
 emulates it and a step runs about 9 × slower than float32. PyTorch says which (``mkldnn._is_mkldnn_bf16_supported``);
@@ -12,10 +13,11 @@ from functools import partial
 from typing import Any, Callable, Dict, Optional
 
 import torch
+from torch import nn
 
 from ..config import AUTO, Switch
 
-__all__ = ['Precision', 'cpu_has_native_bf16', 'resolve_precision']
+__all__ = ['Precision', 'cpu_has_native_bf16', 'resolve_precision', 'compile_model']
 
 
 def cpu_has_native_bf16() -> bool:
@@ -83,3 +85,12 @@ def resolve_precision(amp: Switch, amp_dtype: str, channels_last: Switch, device
     else:
         layout = bool(channels_last)
     return Precision(dtype, layout, reason)
+
+
+def compile_model(model: nn.Module, cfg: Any) -> nn.Module:
+    """``torch.compile(model)`` with ``cfg.compile_backend`` and ``cfg.compile_mode``, or ``model`` itself when
+    ``cfg.compile`` is off."""
+    if not cfg.compile:
+        return model
+    mode = None if cfg.compile_mode == 'default' else cfg.compile_mode
+    return torch.compile(model, backend=cfg.compile_backend, mode=mode)

@@ -1,6 +1,12 @@
-"""Process-group setup for runs launched with ``torchrun`` (gloo on CPU, nccl on CUDA)."""
+"""Process-group setup for runs launched with ``torchrun`` (gloo on CPU, nccl on CUDA), restarts included.
+
+Under ``torchrun --max-restarts N`` the workers of every attempt meet in the elastic agent's key-value store,
+which outlives a restart: the addresses the killed attempt published there would be read by the next one (gloo
+then connects to a dead process). Each attempt therefore keys its process group under its own restart count.
+"""
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
 import torch
@@ -38,8 +44,18 @@ def init_distributed(device: Optional[str] = None) -> DistInfo:
     if dev.type == 'cuda':
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend='nccl' if dev.type == 'cuda' else 'gloo')
+        dist.init_process_group(backend='nccl' if dev.type == 'cuda' else 'gloo', store=_attempt_store(world_size),
+                                rank=rank, world_size=world_size)
     return DistInfo(rank, local_rank, world_size, dev)
+
+
+def _attempt_store(world_size: int) -> Optional[dist.Store]:
+    """torchrun's agent store under a prefix of this restart attempt (None outside it: ``env://`` as usual)."""
+    if os.environ.get('TORCHELASTIC_USE_AGENT_STORE') != 'True':
+        return None
+    store = dist.TCPStore(os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), world_size, is_master=False,
+                          timeout=timedelta(minutes=30))
+    return dist.PrefixStore(f'banet/attempt_{os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")}', store)
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
