@@ -96,6 +96,11 @@ def test_model_kwargs_reach_the_model_and_its_checkpoint(tmp_path, capsys):
     assert config['model_args']['block_args'] == {'ba_reduction': 8, 'ba_version': 'v1'}
     model = load_model(str(tmp_path / 'k'))  # rebuilt from config.json alone, the weights fit strictly
     assert model.layer1[0].ba.fc.in_features == 16 // 8 and model.layer1[0].ba.version == 'v1'
+    # the short form: the model's own keywords reach every block, rebuilt alike from the checkpoint
+    assert main([*args, '--experiment', 'short', '--model-kwargs', 'ba_reduction=8', 'ba_version=v1']) == 0
+    short = load_model(str(tmp_path / 'short'))
+    assert {(b.ba.hidden, b.ba.version) for b in short.modules() if hasattr(b, 'ba')} == {(16 // 8, 'v1'), (4, 'v1'),
+                                                                                         (8, 'v1')}
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:  # argparse's usage error
         main([*args, '--model-kwargs', 'ba_reduction'])

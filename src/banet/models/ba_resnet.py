@@ -145,12 +145,17 @@ class BABottleneck(_BABlock, Bottleneck):
 def create_ba_resnet(variant: str, pretrained: bool = False, version: str = 'v2', **kwargs: Any) -> BanetResNet:
     """Build a BA network with timm's builder; ``version`` picks BAv1 or BAv2 bridges for every block.
 
+    ``ba_version`` and ``ba_reduction`` keywords (as in ``timm.create_model('ba_resnet50', ba_reduction=8)``) reach
+    every block; ``block_args`` given explicitly win.
+
     Pretrained weights go through :func:`~banet.models.official.checkpoint_filter_fn`, so timm's own loading path
     takes an official BA-Net checkpoint too:
     ``timm.create_model('ba_resnet50', pretrained=True, pretrained_cfg_overlay=dict(file='official.pth.tar'))``.
     """
     block_args = dict(kwargs.pop('block_args', None) or {})
-    block_args.setdefault('ba_version', version)
+    block_args.setdefault('ba_version', kwargs.pop('ba_version', version))
+    if 'ba_reduction' in kwargs:
+        block_args.setdefault('ba_reduction', kwargs.pop('ba_reduction'))
     kwargs.setdefault('zero_init_last', False)
     return build_model_with_cfg(BanetResNet, variant, pretrained, block_args=block_args,
                                 pretrained_filter_fn=checkpoint_filter_fn, **kwargs)

@@ -87,7 +87,10 @@ def _plain(variant: str, depth: int, attn: str, pretrained: bool, **kwargs: Any)
 
 
 def _bridged(variant: str, depth: int, version: str, pretrained: bool, **kwargs: Any) -> CifarResNet:
-    block_args = dict(dict(ba_version=version), **(kwargs.pop('block_args', None) or {}))
+    block_args = dict(ba_version=kwargs.pop('ba_version', version))
+    if 'ba_reduction' in kwargs:
+        block_args['ba_reduction'] = kwargs.pop('ba_reduction')
+    block_args.update(kwargs.pop('block_args', None) or {})
     return _create(variant, pretrained, depth, BABasicBlock, block_args=block_args, **kwargs)
 
 
