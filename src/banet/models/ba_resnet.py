@@ -18,7 +18,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from ..layers import BridgeAttention, bridge_pool, channel_gate
+from ..layers import BridgeAttention, bridge_pool, bridged_norm, channel_gate
 from ._bridging import become, device_dtype
 from .official import checkpoint_filter_fn
 from ._resnet import BanetResNet
@@ -89,9 +89,7 @@ class _BABlock:
         return become(block, cls, _bridge(block, version, reduction, type(block.act1)))
 
     def _gate_and_add(self, x: torch.Tensor, gate: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        """The block's ``shortcut + drop_path(x * gate)``, in one pass when the block has no drop-path."""
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
+        """``shortcut + drop_path(x * gate)`` as the plain formulas (the form TorchScript compiles)."""
         if self.drop_path is None:
             return channel_gate(x, gate, shortcut)
         return self.drop_path(channel_gate(x, gate)) + shortcut
@@ -101,45 +99,49 @@ class BABasicBlock(_BABlock, BasicBlock):
     """timm's BasicBlock with a bridge over both convolutions gating the bn2 output.
 
     Bridged: GAP(act1(bn1(conv1 x))) and GAP(bn2(conv2 ·)); the gate multiplies bn2's output before drop-path and
-    the residual add.
+    the residual add. bn2, the gate and the add run as one :func:`~banet.layers.bridged_norm`.
     """
     plain_block = BasicBlock
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
+        shortcut = x if self.downsample is None else self.downsample(x)
         x = self.act1(self.drop_block(self.bn1(self.conv1(x))))
         s1 = bridge_pool(x)
-        x = self.bn2(self.conv2(self.aa(x)))
-        gate = self.ba([s1, bridge_pool(x)])
-        return self.act2(self._gate_and_add(x, gate, shortcut))
+        x = self.conv2(self.aa(x))
+        if torch.jit.is_scripting():  # TorchScript compiles the plain formulas alone
+            x = self.bn2(x)
+            return self.act2(self._gate_and_add(x, self.ba([s1, bridge_pool(x)]), shortcut))
+        return self.act2(bridged_norm(x, self.bn2, self.ba, [s1], shortcut, self.drop_path))
 
 
 class BABottleneck(_BABlock, Bottleneck):
     """timm's Bottleneck with a bridge over its three convolutions gating the bn3 output.
 
     Bridged: GAP(act1(bn1(conv1))), GAP(act2(bn2(conv2))), GAP(bn3(conv3)); the gate multiplies bn3's output before
-    drop-path and the residual add.
+    drop-path and the residual add. bn3, the gate and the add run as one :func:`~banet.layers.bridged_norm`.
     """
     plain_block = Bottleneck
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
+        shortcut = x if self.downsample is None else self.downsample(x)
         x = self.act1(self.bn1(self.conv1(x)))
         s1 = bridge_pool(x)
         x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
         s2 = bridge_pool(x)
-        x = self.bn3(self.conv3(self.aa(x)))
-        gate = self.ba([s1, s2, self._pool_last(x, s2)])
-        return self.act3(self._gate_and_add(x, gate, shortcut))
+        if torch.jit.is_scripting():  # TorchScript compiles the plain formulas alone
+            x = self.bn3(self.conv3(self.aa(x)))
+            return self.act3(self._gate_and_add(x, self.ba([s1, s2, bridge_pool(x)]), shortcut))
+        pool = self._eval_pool(s2)
+        x = self.conv3(self.aa(x))
+        return self.act3(bridged_norm(x, self.bn3, self.ba, [s1, s2], shortcut, self.drop_path, pool))
 
-    def _pool_last(self, x: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
-        """GAP(bn3(conv3(·))) of the block's widest map. In eval mode conv3 (1x1, stride 1) and bn3 map each pixel
-        by the same affine function, which commutes with the spatial mean: applying them to the already pooled
-        ``s2`` gives the same value without another pass over the map (when no anti-aliasing layer sits between)."""
-        if not torch.jit.is_scripting():  # TorchScript compiles the plain pooling alone (it cannot type-test modules)
-            if not self.training and type(self.aa) is nn.Identity and type(self.bn3) in _PIXELWISE_EVAL_NORMS:
-                return self.bn3(self.conv3(s2[:, :, None, None].to(x.dtype))).flatten(1)
-        return bridge_pool(x)
+    def _eval_pool(self, s2: torch.Tensor) -> Optional[torch.Tensor]:
+        """GAP(bn3(conv3(·))) from the pooled ``s2``, where that is exact: in eval mode conv3 (1x1, stride 1) and
+        bn3 map each pixel by the same affine function, which commutes with the spatial mean (no anti-aliasing
+        layer between). Saves a pass over the block's widest map; None elsewhere."""
+        if not self.training and type(self.aa) is nn.Identity and type(self.bn3) in _PIXELWISE_EVAL_NORMS:
+            return self.bn3(self.conv3(s2[:, :, None, None])).flatten(1)
+        return None
 
 
 def create_ba_resnet(variant: str, pretrained: bool = False, version: str = 'v2', **kwargs: Any) -> BanetResNet:

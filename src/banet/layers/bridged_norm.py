@@ -1,0 +1,265 @@
+"""The bridged norm: a block's last batch norm, its bridge gate and the residual add as one operation.
+
+Bridge attention (BAv1, ECCV 2022; BAv2, arXiv:2410.07860) gates the output ``y = BN(x)`` of a block's last norm
+with a gate computed from, among others, ``GAP(y)``. Written plainly, ``y`` is written, read again for its pool,
+and read once more by the gate. In training mode that pool is an affine function of statistics the norm computes
+anyway:
+
+    GAP(BN(x))[n, c] = γ_c · (mean_hw(x)[n, c] − μ_c) · rstd_c + β_c
+
+with μ_c and var_c following exactly from the per-(n, c) mean and variance of x (the law of total variance over
+the batch). So one reduction over x gives the norm's statistics and the bridged feature; the gate is a (B, C) vector
+known before the output pass; and ``shortcut + g · BN(x)`` is one per-(n, c) scale-and-shift of x. In backward,
+the gate's gradient needs only the per-(n, c) sums Σ grad and Σ grad · x, and the input gradient is one pass
+``a[n, c] · grad + b[c] · x + c[n, c]``. Nothing but x and (B, C) vectors is saved, as a plain norm saves x.
+
+Three forms, one maths:
+
+* eager training: two autograd functions around the small (B, C) ops, whose backward makes the full input gradient
+  once (the output function hands its incoming gradient to the statistics function, which runs after it);
+* compiled (``torch.compile``) training: the same formulas in plain tensor ops, which inductor fuses into one
+  reduction and one pointwise kernel per pass;
+* eval mode, frozen norms and folded convolutions (a per-channel affine map): the norm, then the pool of its output;
+  TorchScript, FX tracing and ONNX export see this plain form too.
+
+With a :class:`~torch.nn.SyncBatchNorm` under an initialised process group, the statistics and the gradient sums
+are all-reduced over the norm's group, as SyncBatchNorm does, so they are the global batch's (on any device, CPU
+and gloo included).
+"""
+from typing import Callable, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.fx
+from torch import nn
+
+from .bridge_pool import bridge_pool
+from .channel_gate import channel_gate
+
+__all__ = ['bridged_norm']
+
+Bridge = Callable[[List[torch.Tensor]], torch.Tensor]
+
+# exact types: a subclass (timm's BatchNormAct2d, say) adds to the forward and runs as written
+_BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def _momentum(norm: nn.modules.batchnorm._BatchNorm) -> float:
+    """The running-statistics factor of this step, counting the step as nn.BatchNorm2d does."""
+    if not (norm.training and norm.track_running_stats):
+        return 0.0
+    norm.num_batches_tracked.add_(1)
+    return 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+
+
+@torch.no_grad()
+def _update_running(norm: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+    factor = _momentum(norm)
+    if factor and norm.running_mean is not None:
+        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), factor)
+        norm.running_var.lerp_((var * (count / max(count - 1, 1))).to(norm.running_var.dtype), factor)
+
+
+def _sync_group(norm: nn.Module):
+    """The process group whose batch a SyncBatchNorm normalises over, or None for a local norm."""
+    if not isinstance(norm, nn.SyncBatchNorm) or not norm.training or not dist.is_available() or not dist.is_initialized():
+        return None
+    group = norm.process_group or dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+def _channel_stats(mean_nc: torch.Tensor, var_nc: torch.Tensor, hw: int, group) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-channel batch mean and (biased) variance from per-(n, c) ones; over the group's global batch if given."""
+    n = mean_nc.shape[0]
+    if group is None:
+        mu = mean_nc.mean(0)
+        return mu, (var_nc + (mean_nc - mu).square()).mean(0), n * hw
+    # sums over the local batch, then over every process: Σ x and Σ x² per channel, and the element count
+    sums = torch.cat([mean_nc.sum(0), (var_nc + mean_nc.square()).sum(0),
+                      mean_nc.new_full((1,), float(n))])
+    dist.all_reduce(sums, group=group)
+    c = mean_nc.shape[1]
+    total = sums[2 * c]
+    mu = sums[:c] / total
+    var = (sums[c:2 * c] / total - mu.square()).clamp_min(0)
+    return mu, var, int(total.item()) * hw
+
+
+class _Handoff:
+    """The output pass's incoming gradient, handed to the statistics pass (which autograd runs after it)."""
+    __slots__ = ('grad', 'scale', 'count')
+
+    def __init__(self) -> None:
+        self.grad: Optional[torch.Tensor] = None
+        self.scale: Optional[torch.Tensor] = None
+        self.count = 0
+
+
+class _Statistics(torch.autograd.Function):
+    """x → per-(n, c) mean, per-channel μ and rstd (and, not differentiable, the variance for the running update).
+
+    Backward returns the whole input gradient: the output pass's direct term ``scale · grad`` (handed over) plus
+    those of the mean, μ and rstd, in two passes over x.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float, group, handoff: _Handoff):
+        var_nc, mean_nc = torch.var_mean(x, dim=(2, 3), correction=0)
+        stat_dtype = torch.promote_types(x.dtype, torch.float32)
+        mean_nc, var_nc = mean_nc.to(stat_dtype), var_nc.to(stat_dtype)
+        mu, var, count = _channel_stats(mean_nc, var_nc, x.shape[2] * x.shape[3], group)
+        rstd = torch.rsqrt(var + eps)
+        ctx.save_for_backward(x, mu, rstd)
+        ctx.count, ctx.group, ctx.handoff = count, group, handoff
+        handoff.count = count
+        ctx.mark_non_differentiable(var)
+        return mean_nc, mu, rstd, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_mean_nc, d_mu, d_rstd, _d_var):
+        x, mu, rstd = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            ctx.handoff.grad = ctx.handoff.scale = None
+            return None, None, None, None
+        hw = x.shape[2] * x.shape[3]
+        d_mean_nc = torch.zeros_like(mu).expand(x.shape[0], -1) if d_mean_nc is None else d_mean_nc
+        d_mu = torch.zeros_like(mu) if d_mu is None else d_mu
+        d_rstd = torch.zeros_like(rstd) if d_rstd is None else d_rstd
+        if ctx.group is not None:  # μ and rstd are the global batch's: every process's gradients reach every x
+            both = torch.cat([d_mu, d_rstd])
+            dist.all_reduce(both, group=ctx.group)
+            d_mu, d_rstd = both.chunk(2)
+        # d rstd / d x = −rstd³ (x − μ) / count; d μ / d x = 1 / count; d mean_nc / d x = 1 / hw
+        b = (-d_rstd * rstd.pow(3) / ctx.count)
+        c = d_mean_nc / hw + (d_mu / ctx.count - b * mu)
+        grad, scale = ctx.handoff.grad, ctx.handoff.scale
+        ctx.handoff.grad = ctx.handoff.scale = None
+        dtype = x.dtype
+        if grad is None:
+            dx = torch.addcmul(c[:, :, None, None].to(dtype), x, b[:, None, None].to(dtype))
+        else:
+            dx = torch.addcmul(c[:, :, None, None].to(dtype), grad, scale[:, :, None, None].to(dtype))
+            dx.addcmul_(x, b[:, None, None].to(dtype))
+        return dx, None, None, None
+
+
+def _nc_sums(grad: torch.Tensor, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Σ_hw grad and Σ_hw grad · x per (n, c), accumulated in float32 or wider."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    if grad.is_contiguous() and x.is_contiguous() and grad.dtype == x.dtype:
+        s2 = torch.einsum('nchw,nchw->nc', grad, x)
+    else:
+        s2 = (grad * x).sum((2, 3))
+    return grad.sum((2, 3), dtype=dtype), s2.to(dtype)
+
+
+class _ScaleShift(torch.autograd.Function):
+    """``shortcut + scale · x + shift`` with per-(n, c) scale and shift; x's gradient goes to the handoff."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, shortcut: Optional[torch.Tensor],
+                handoff: _Handoff):
+        out = torch.addcmul(shift[:, :, None, None].to(x.dtype), x, scale[:, :, None, None].to(x.dtype))
+        if shortcut is not None:
+            out += shortcut
+        ctx.save_for_backward(x, scale)
+        ctx.handoff = handoff
+        ctx.has_shortcut = shortcut is not None
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, scale = ctx.saved_tensors
+        s1, s2 = _nc_sums(grad, x)
+        ctx.handoff.grad, ctx.handoff.scale = grad, scale
+        return None, s2.to(scale.dtype), s1.to(scale.dtype), grad if ctx.has_shortcut else None, None
+
+
+def _affine(norm: nn.modules.batchnorm._BatchNorm, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    if norm.affine:
+        return norm.weight, norm.bias
+    ones = torch.ones(like.shape[-1], dtype=like.dtype, device=like.device)
+    return ones, torch.zeros_like(ones)
+
+
+def _gate_of(bridge: Bridge, pooled: List[torch.Tensor], pool: torch.Tensor,
+             drop_path: Optional[nn.Module]) -> torch.Tensor:
+    gate = bridge(pooled + [pool])
+    if drop_path is not None:  # drop-path of the gated map is drop-path of the gate: same draw, same scale
+        gate = drop_path(gate)
+    return gate.flatten(1)
+
+
+def _eager(x, norm, bridge, pooled, shortcut, drop_path) -> torch.Tensor:
+    handoff = _Handoff()
+    group = _sync_group(norm)
+    mean_nc, mu, rstd, var = _Statistics.apply(x, norm.eps, group, handoff)
+    _update_running(norm, mu, var, handoff.count)
+    weight, bias = _affine(norm, mu)
+    w_rstd = weight * rstd
+    gate = _gate_of(bridge, pooled, (mean_nc - mu) * w_rstd + bias, drop_path)
+    scale = gate * w_rstd
+    shift = gate * (bias - mu * w_rstd)
+    return _ScaleShift.apply(x, scale, shift, shortcut, handoff)
+
+
+def _formula(x, norm, bridge, pooled, shortcut, drop_path, group=None) -> torch.Tensor:
+    """The same maths in plain tensor ops, for torch.compile (inductor fuses each pass into one kernel) and for
+    training-mode forwards without gradients (the all-reduce then needs no backward)."""
+    var_nc, mean_nc = torch.var_mean(x, dim=(2, 3), correction=0)
+    stat_dtype = torch.promote_types(x.dtype, torch.float32)
+    mean_nc, var_nc = mean_nc.to(stat_dtype), var_nc.to(stat_dtype)
+    mu, var, count = _channel_stats(mean_nc, var_nc, x.shape[2] * x.shape[3], group)
+    _update_running(norm, mu.detach(), var.detach(), count)
+    weight, bias = _affine(norm, mu)
+    w_rstd = weight * torch.rsqrt(var + norm.eps)
+    gate = _gate_of(bridge, pooled, (mean_nc - mu) * w_rstd + bias, drop_path)
+    scale = (gate * w_rstd)[:, :, None, None].to(x.dtype)
+    shift = (gate * (bias - mu * w_rstd))[:, :, None, None].to(x.dtype)
+    out = x * scale + shift
+    return out if shortcut is None else out + shortcut
+
+
+def _plain(x, norm, bridge, pooled, shortcut, drop_path, pool=None) -> torch.Tensor:
+    """Norm, pool of its output, gate, drop-path and add: the straightforward block."""
+    y = norm(x)
+    gate = bridge(pooled + [bridge_pool(y) if pool is None else pool])
+    if drop_path is None:
+        return channel_gate(y, gate, shortcut)
+    y = drop_path(channel_gate(y, gate))
+    return y if shortcut is None else y + shortcut
+
+
+def bridged_norm(
+        x: torch.Tensor,
+        norm: nn.Module,
+        bridge: Bridge,
+        pooled: List[torch.Tensor],
+        shortcut: Optional[torch.Tensor] = None,
+        drop_path: Optional[nn.Module] = None,
+        pool: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``shortcut + drop_path(g · norm(x))`` with ``g = bridge(pooled + [GAP(norm(x))])``, x: (B, C, H, W).
+
+    ``pooled`` holds the block's other bridged features ((B, c_i) each), ``bridge`` maps the list to a (B, C, 1, 1)
+    gate (a :class:`~banet.layers.BridgeAttention`), ``drop_path`` is the block's per-sample drop-path, if any.
+    ``pool``: GAP(norm(x)) where the caller has it more cheaply (used only where the norm runs as written).
+    Batch-statistics norms (BatchNorm2d/SyncBatchNorm in training) take the pool from their statistics; every other
+    norm (eval mode, frozen, Identity for a folded convolution) runs as written. Running statistics and
+    ``num_batches_tracked`` update as the norm's own forward would.
+    """
+    if type(norm) not in _BATCH_NORMS or not (norm.training or norm.running_mean is None) or (
+            torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.jit.is_tracing()):
+        return _plain(x, norm, bridge, pooled, shortcut, drop_path, pool)
+    group = _sync_group(norm)
+    if group is None and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        raise ValueError(f'Expected more than 1 value per channel when training, got input size {tuple(x.shape)}')
+    if torch.compiler.is_compiling():
+        if group is not None:  # inductor cannot trace the all-reduces; SyncBatchNorm does them itself
+            return _plain(x, norm, bridge, pooled, shortcut, drop_path)
+        return _formula(x, norm, bridge, pooled, shortcut, drop_path)
+    if not torch.is_grad_enabled():
+        return _formula(x, norm, bridge, pooled, shortcut, drop_path, group)
+    return _eager(x, norm, bridge, pooled, shortcut, drop_path)
