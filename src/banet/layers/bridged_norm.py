@@ -104,10 +104,11 @@ class _Statistics(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, eps: float, group, handoff: _Handoff):
-        var_nc, mean_nc = torch.var_mean(x, dim=(2, 3), correction=0)
-        stat_dtype = torch.promote_types(x.dtype, torch.float32)
-        mean_nc, var_nc = mean_nc.to(stat_dtype), var_nc.to(stat_dtype)
-        mu, var, count = _channel_stats(mean_nc, var_nc, x.shape[2] * x.shape[3], group)
+        hw = x.shape[2] * x.shape[3]
+        squares, sums = _nc_sums(x, x)
+        mean_nc = sums / hw
+        var_nc = (squares / hw - mean_nc.square()).clamp_min(0)
+        mu, var, count = _channel_stats(mean_nc, var_nc, hw, group)
         rstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(x, mu, rstd)
         ctx.count, ctx.group, ctx.handoff = count, group, handoff
@@ -135,23 +136,49 @@ class _Statistics(torch.autograd.Function):
         c = d_mean_nc / hw + (d_mu / ctx.count - b * mu)
         grad, scale = ctx.handoff.grad, ctx.handoff.scale
         ctx.handoff.grad = ctx.handoff.scale = None
-        dtype = x.dtype
         if grad is None:
-            dx = torch.addcmul(c[:, :, None, None].to(dtype), x, b[:, None, None].to(dtype))
-        else:
-            dx = torch.addcmul(c[:, :, None, None].to(dtype), grad, scale[:, :, None, None].to(dtype))
-            dx.addcmul_(x, b[:, None, None].to(dtype))
-        return dx, None, None, None
+            return _scale_shift(x, b.expand_as(c), c), None, None, None
+        dx = _scale_shift(grad, scale, c)
+        return dx.addcmul_(x, b[:, None, None].to(dx.dtype)), None, None, None
 
 
-def _nc_sums(grad: torch.Tensor, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Σ_hw grad and Σ_hw grad · x per (n, c), accumulated in float32 or wider."""
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    if grad.is_contiguous() and x.is_contiguous() and grad.dtype == x.dtype:
-        s2 = torch.einsum('nchw,nchw->nc', grad, x)
-    else:
-        s2 = (grad * x).sum((2, 3))
-    return grad.sum((2, 3), dtype=dtype), s2.to(dtype)
+def _per_sample_channels(t: torch.Tensor) -> Optional[torch.Tensor]:
+    """A contiguous (N, C, H, W) map viewed as (1, N·C, H, W), each (n, c) one channel of ATen's batch-norm
+    kernels (vectorised, parallel over channels); None for other layouts."""
+    return t.view(1, t.shape[0] * t.shape[1], t.shape[2], t.shape[3]) if t.is_contiguous() else None
+
+
+def _stat_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def _nc_sums(a: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Σ_hw a · b and Σ_hw a per (n, c), in one pass, accumulated in float32 or wider.
+
+    On contiguous maps this is the weight and bias gradient of an eval-mode batch norm with unit statistics, each
+    (n, c) a channel: ATen's kernel reads both maps once and writes nothing big.
+    """
+    n, c = a.shape[:2]
+    va, vb = _per_sample_channels(a), _per_sample_channels(b)
+    if va is None or vb is None:
+        dtype = _stat_dtype(a)
+        return (a * b).sum((2, 3), dtype=dtype), a.sum((2, 3), dtype=dtype)
+    ones = torch.ones(n * c, dtype=_stat_dtype(a), device=a.device)
+    zeros = torch.zeros_like(ones)
+    _, ab, sa = torch.ops.aten.native_batch_norm_backward(
+        va, vb, ones, zeros, ones, None, None, False, 0.0, [False, True, True])
+    return ab.view(n, c), sa.view(n, c)
+
+
+def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``x · scale + shift`` with per-(n, c) scale and shift (N, C): one pass, computed in float32 or wider,
+    returned in x's dtype and layout."""
+    v = _per_sample_channels(x)
+    if v is None:
+        return torch.addcmul(shift[:, :, None, None].to(x.dtype), x, scale[:, :, None, None].to(x.dtype))
+    zeros = torch.zeros(scale.numel(), dtype=scale.dtype, device=x.device)
+    out = torch.native_batch_norm(v, scale.flatten(), shift.flatten(), zeros, torch.ones_like(zeros), False, 0.0, 0.0)
+    return out[0].view_as(x).detach()  # not a view for autograd: the block's activation may work in place
 
 
 class _ScaleShift(torch.autograd.Function):
@@ -160,7 +187,7 @@ class _ScaleShift(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, shortcut: Optional[torch.Tensor],
                 handoff: _Handoff):
-        out = torch.addcmul(shift[:, :, None, None].to(x.dtype), x, scale[:, :, None, None].to(x.dtype))
+        out = _scale_shift(x, scale, shift)
         if shortcut is not None:
             out += shortcut
         ctx.save_for_backward(x, scale)
@@ -172,7 +199,7 @@ class _ScaleShift(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         x, scale = ctx.saved_tensors
-        s1, s2 = _nc_sums(grad, x)
+        s2, s1 = _nc_sums(grad, x)
         ctx.handoff.grad, ctx.handoff.scale = grad, scale
         return None, s2.to(scale.dtype), s1.to(scale.dtype), grad if ctx.has_shortcut else None, None
 
@@ -205,13 +232,11 @@ def _eager(x, norm, bridge, pooled, shortcut, drop_path) -> torch.Tensor:
     return _ScaleShift.apply(x, scale, shift, shortcut, handoff)
 
 
-def _formula(x, norm, bridge, pooled, shortcut, drop_path, group=None) -> torch.Tensor:
-    """The same maths in plain tensor ops, for torch.compile (inductor fuses each pass into one kernel) and for
-    training-mode forwards without gradients (the all-reduce then needs no backward)."""
+def _formula(x, norm, bridge, pooled, shortcut, drop_path) -> torch.Tensor:
+    """The same maths in plain tensor ops, for torch.compile (inductor fuses each pass into one kernel)."""
     var_nc, mean_nc = torch.var_mean(x, dim=(2, 3), correction=0)
-    stat_dtype = torch.promote_types(x.dtype, torch.float32)
-    mean_nc, var_nc = mean_nc.to(stat_dtype), var_nc.to(stat_dtype)
-    mu, var, count = _channel_stats(mean_nc, var_nc, x.shape[2] * x.shape[3], group)
+    mean_nc, var_nc = mean_nc.to(_stat_dtype(x)), var_nc.to(_stat_dtype(x))
+    mu, var, count = _channel_stats(mean_nc, var_nc, x.shape[2] * x.shape[3], None)
     _update_running(norm, mu.detach(), var.detach(), count)
     weight, bias = _affine(norm, mu)
     w_rstd = weight * torch.rsqrt(var + norm.eps)
@@ -260,6 +285,4 @@ def bridged_norm(
         if group is not None:  # inductor cannot trace the all-reduces; SyncBatchNorm does them itself
             return _plain(x, norm, bridge, pooled, shortcut, drop_path)
         return _formula(x, norm, bridge, pooled, shortcut, drop_path)
-    if not torch.is_grad_enabled():
-        return _formula(x, norm, bridge, pooled, shortcut, drop_path, group)
     return _eager(x, norm, bridge, pooled, shortcut, drop_path)
