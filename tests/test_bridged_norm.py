@@ -131,9 +131,10 @@ def test_the_compiled_formulation_equals_the_straightforward_block():
     _close(list(norm.buffers()), list(ref_norm.buffers()), **EXACT)
 
 
-def test_channels_last_float32_is_close_and_keeps_its_layout():
+@pytest.mark.parametrize('n', [4, 66], ids=['per-sample-kernels', 'many-samples'])
+def test_channels_last_float32_is_close_and_keeps_its_layout(n):
     (norm, bridge), (ref_norm, ref_bridge) = _pair('bn', dtype=torch.float32)
-    inputs = _inputs(torch.float32, size=(7, 7), channels_last=True)
+    inputs = _inputs(torch.float32, n=n, size=(7, 7), channels_last=True)
     got = _step(bridged_norm, norm, bridge, inputs)
     _close(got, _step(straightforward, ref_norm, ref_bridge, inputs), rtol=1e-4, atol=1e-4)
     assert got[0].is_contiguous(memory_format=torch.channels_last)

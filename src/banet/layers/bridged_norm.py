@@ -155,19 +155,28 @@ def _stat_dtype(t: torch.Tensor) -> torch.dtype:
 def _nc_sums(a: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Σ_hw a · b and Σ_hw a per (n, c), in one pass, accumulated in float32 or wider.
 
-    On contiguous maps this is the weight and bias gradient of an eval-mode batch norm with unit statistics, each
-    (n, c) a channel: ATen's kernel reads both maps once and writes nothing big.
+    This is the weight and bias gradient of an eval-mode batch norm with unit statistics: ATen's kernel reads both
+    maps once and writes nothing big. Contiguous maps go in as one (1, N·C, H, W) view; channels_last ones one
+    sample at a time (each sample's (1, C, H, W) slice is a channels_last map), up to 64 samples.
     """
     n, c = a.shape[:2]
+    dtype = _stat_dtype(a)
     va, vb = _per_sample_channels(a), _per_sample_channels(b)
-    if va is None or vb is None:
-        dtype = _stat_dtype(a)
-        return (a * b).sum((2, 3), dtype=dtype), a.sum((2, 3), dtype=dtype)
-    ones = torch.ones(n * c, dtype=_stat_dtype(a), device=a.device)
-    zeros = torch.zeros_like(ones)
-    _, ab, sa = torch.ops.aten.native_batch_norm_backward(
-        va, vb, ones, zeros, ones, None, None, False, 0.0, [False, True, True])
-    return ab.view(n, c), sa.view(n, c)
+    if va is not None and vb is not None:
+        ones = torch.ones(n * c, dtype=dtype, device=a.device)
+        _, ab, sa = _bn_sums(va, vb, ones)
+        return ab.view(n, c), sa.view(n, c)
+    cl = torch.channels_last
+    if n <= 64 and a.is_contiguous(memory_format=cl) and b.is_contiguous(memory_format=cl):
+        ones = torch.ones(c, dtype=dtype, device=a.device)
+        parts = [_bn_sums(a[i:i + 1], b[i:i + 1], ones) for i in range(n)]
+        return torch.stack([p[1] for p in parts]), torch.stack([p[2] for p in parts])
+    return (a * b).sum((2, 3), dtype=dtype), a.sum((2, 3), dtype=dtype)
+
+
+def _bn_sums(a: torch.Tensor, b: torch.Tensor, ones: torch.Tensor):
+    return torch.ops.aten.native_batch_norm_backward(
+        a, b, ones, torch.zeros_like(ones), ones, None, None, False, 0.0, [False, True, True])
 
 
 def _scale_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
