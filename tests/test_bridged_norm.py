@@ -2,6 +2,7 @@
 outputs, every gradient, running statistics, in every mode and layout; it saves no more than a plain block; under
 SyncBatchNorm two processes equal one."""
 import copy
+import importlib
 import os
 import socket
 
@@ -131,10 +132,12 @@ def test_the_compiled_formulation_equals_the_straightforward_block():
     _close(list(norm.buffers()), list(ref_norm.buffers()), **EXACT)
 
 
-@pytest.mark.parametrize('n', [4, 66], ids=['per-sample-kernels', 'many-samples'])
-def test_channels_last_float32_is_close_and_keeps_its_layout(n):
+@pytest.mark.parametrize('per_sample', [False, True], ids=['product-and-sums', 'per-sample-kernels'])
+def test_channels_last_float32_is_close_and_keeps_its_layout(per_sample, monkeypatch):
+    if per_sample:  # the kernel call per sample that large maps take, on a small one
+        monkeypatch.setattr(importlib.import_module('banet.layers.bridged_norm'), '_LOOP_MIN', 1)
     (norm, bridge), (ref_norm, ref_bridge) = _pair('bn', dtype=torch.float32)
-    inputs = _inputs(torch.float32, n=n, size=(7, 7), channels_last=True)
+    inputs = _inputs(torch.float32, n=3, size=(7, 7), channels_last=True)
     got = _step(bridged_norm, norm, bridge, inputs)
     _close(got, _step(straightforward, ref_norm, ref_bridge, inputs), rtol=1e-4, atol=1e-4)
     assert got[0].is_contiguous(memory_format=torch.channels_last)
@@ -283,3 +286,20 @@ def test_sync_batch_norm_over_two_processes_equals_one_process_on_the_whole_batc
     _close(got, expected, **EXACT)
     _close(parts[0]['buffers'], list(single_norm.buffers()), **EXACT)
     _close(parts[1]['buffers'], list(single_norm.buffers()), **EXACT)
+
+
+@pytest.mark.parametrize('name,kwargs,bridged', [
+    ('ba_regnety_040', dict(w0=24, wa=36.44, wm=2.49, group_size=8, depth=13), True),  # conv3's norm has no act
+    ('ba_mobilenetv3_small_100', {}, True),  # BAv1's MobileNetV3 gates bn2's output before the activation
+    ('ba_efficientnet_b0', {}, False),  # gated after the activation: the pool of act(BN(x)) is not in the stats
+])
+def test_the_identity_is_used_where_it_holds_and_only_there(name, kwargs, bridged, monkeypatch):
+    """In training, the RegNetY bridges and the gate-before-activation MBConv bridges take their pool from the
+    norm's statistics (no straightforward pass runs); MBConv bridges gated after the activation pool the map."""
+    module = importlib.import_module('banet.layers.bridged_norm')  # the module, not the function of that name
+    calls = []
+    monkeypatch.setattr(module, '_eager', lambda *a: calls.append(1) or module._plain(*a))
+    model = timm.create_model(name, num_classes=10, **kwargs).train()
+    model(torch.randn(2, 3, 64, 64)).sum().backward()
+    blocks = [m for m in model.modules() if hasattr(m, 'ba') and isinstance(m.ba, BridgeAttention)]
+    assert len(calls) == (len(blocks) if bridged else 0) and blocks

@@ -15,7 +15,7 @@ from torch import nn
 from timm.layers import LayerType
 from timm.models._efficientnet_blocks import InvertedResidual
 
-from ..layers import BridgeAttention, bridge_pool, channel_gate
+from ..layers import BridgeAttention, bridge_pool, bridged_norm, channel_gate
 from ._bridging import become, bridge_blocks, device_dtype
 
 __all__ = ['BAInvertedResidual', 'bridge_inverted_residuals']
@@ -28,6 +28,10 @@ class BAInvertedResidual(InvertedResidual):
     before it with ``gate_before_act`` (BAv1's MobileNetV3). The gate multiplies that same tensor, where SE sat;
     with ``gate_before_act`` the activation follows the gate. The depthwise activation is held as ``act_dw`` (taken
     out of timm's ``bn2``; no weights move). Built with :meth:`from_block`.
+
+    With ``gate_before_act`` the gated map is bn2's output, so bn2 and the gate run as one
+    :func:`~banet.layers.bridged_norm`; gated after the activation, the pool is of ``act(bn2(·))``, which the norm's
+    statistics do not give, and the block pools the map itself.
     """
 
     @classmethod
@@ -64,12 +68,17 @@ class BAInvertedResidual(InvertedResidual):
             x = self.bn_s2d(self.conv_s2d(x))
         x = self.bn1(self.conv_pw(x))
         s1 = bridge_pool(x)
-        x = self.bn2(self.conv_dw(x))
-        if not self.gate_before_act:
-            x = self.act_dw(x)
-        x = channel_gate(x, self.ba([s1, bridge_pool(x)]))
-        if self.gate_before_act:
-            x = self.act_dw(x)
+        x = self.conv_dw(x)
+        if self.gate_before_act and not torch.jit.is_scripting():
+            # the gated map is bn2's output itself: one bridged norm (pool from its statistics), then the activation
+            x = self.act_dw(bridged_norm(x, self.bn2, self.ba, [s1]))
+        else:
+            x = self.bn2(x)
+            if not self.gate_before_act:
+                x = self.act_dw(x)
+            x = channel_gate(x, self.ba([s1, bridge_pool(x)]))
+            if self.gate_before_act:
+                x = self.act_dw(x)
         x = self.bn3(self.conv_pwl(self.aa(x)))
         if self.has_skip:
             x = self.drop_path(x) + shortcut

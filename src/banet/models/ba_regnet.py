@@ -19,7 +19,7 @@ from timm.layers import LayerType
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.regnet import Bottleneck, RegNet, model_cfgs
 
-from ..layers import BridgeAttention, bridge_pool, channel_gate
+from ..layers import BridgeAttention, bridge_pool, bridged_norm, channel_gate
 from ._bridging import BridgedModel, base_cfg, become, device_dtype
 
 __all__ = ['BARegNetBottleneck', 'BARegNet']
@@ -27,6 +27,9 @@ __all__ = ['BARegNetBottleneck', 'BARegNet']
 
 class BARegNetBottleneck(Bottleneck):
     """RegNet bottleneck with a bridge over conv1, conv2 and conv3 gating conv3's output; no SE.
+
+    conv3's norm, the gate and the residual add run as one :func:`~banet.layers.bridged_norm` (its pool taken
+    from the norm's statistics in training).
 
     Built with :meth:`from_block`.
     """
@@ -52,10 +55,16 @@ class BARegNetBottleneck(Bottleneck):
         s1 = bridge_pool(x)
         x = self.conv2(x)
         s2 = bridge_pool(x)
-        x = self.conv3(x)
-        x = channel_gate(x, self.ba([s1, s2, bridge_pool(x)]))
-        if self.downsample is not None:
-            x = self.drop_path(x) + self.downsample(shortcut)
+        if torch.jit.is_scripting() or getattr(self.conv3, 'aa', None) is not None:  # the plain formulas
+            x = self.conv3(x)
+            x = channel_gate(x, self.ba([s1, s2, bridge_pool(x)]))
+            if self.downsample is not None:
+                x = self.drop_path(x) + self.downsample(shortcut)
+            return self.act3(x)
+        # conv3's norm (no activation), the gate, drop-path and the residual add as one bridged norm
+        residual = self.downsample is not None
+        x = bridged_norm(self.conv3.conv(x), self.conv3.bn, self.ba, [s1, s2],
+                         self.downsample(shortcut) if residual else None, self.drop_path if residual else None)
         return self.act3(x)
 
 

@@ -104,10 +104,12 @@ class BABasicBlock(_BABlock, BasicBlock):
     plain_block = BasicBlock
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
+        shortcut = x
         x = self.act1(self.drop_block(self.bn1(self.conv1(x))))
         s1 = bridge_pool(x)
         x = self.conv2(self.aa(x))
+        if self.downsample is not None:  # here, not first: its output would be held through the whole block
+            shortcut = self.downsample(shortcut)
         if torch.jit.is_scripting():  # TorchScript compiles the plain formulas alone
             x = self.bn2(x)
             return self.act2(self._gate_and_add(x, self.ba([s1, bridge_pool(x)]), shortcut))
@@ -123,16 +125,18 @@ class BABottleneck(_BABlock, Bottleneck):
     plain_block = Bottleneck
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
+        shortcut = x
         x = self.act1(self.bn1(self.conv1(x)))
         s1 = bridge_pool(x)
         x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
         s2 = bridge_pool(x)
+        x = self.conv3(self.aa(x))
+        if self.downsample is not None:  # here, not first: its output would be held through the whole block
+            shortcut = self.downsample(shortcut)
         if torch.jit.is_scripting():  # TorchScript compiles the plain formulas alone
-            x = self.bn3(self.conv3(self.aa(x)))
+            x = self.bn3(x)
             return self.act3(self._gate_and_add(x, self.ba([s1, s2, bridge_pool(x)]), shortcut))
         pool = self._eval_pool(s2)
-        x = self.conv3(self.aa(x))
         return self.act3(bridged_norm(x, self.bn3, self.ba, [s1, s2], shortcut, self.drop_path, pool))
 
     def _eval_pool(self, s2: torch.Tensor) -> Optional[torch.Tensor]:
