@@ -178,7 +178,8 @@ _BA_RESNETS = sorted(n for n in timm.list_models(['ba_res*', 'bav1_res*']) if '1
 @pytest.mark.parametrize('name', _BA_RESNETS)
 def test_registry_ba_resnets_train_like_the_straightforward_blocks(name):
     """Every BA ResNet of the registry (basic, bottleneck, ResNeXt, D, small-input; the 101/152 have the same
-    blocks): two float64 SGD steps with drop-path, then eval: outputs, every gradient, every buffer (running statistics included)."""
+    blocks): two float64 SGD steps with drop-path, then eval: outputs, every gradient, every buffer (running
+    statistics included)."""
     torch.manual_seed(0)
     fast = timm.create_model(name, num_classes=5, drop_path_rate=0.1).double().train()
     ref = as_reference_model(fast).double()

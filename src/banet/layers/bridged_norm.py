@@ -72,13 +72,14 @@ def _update_running(norm: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor, v
 
 def _sync_group(norm: nn.Module):
     """The process group whose batch a SyncBatchNorm normalises over, or None for a local norm."""
-    if not isinstance(norm, nn.SyncBatchNorm) or not norm.training or not dist.is_available() or not dist.is_initialized():
+    if not (isinstance(norm, nn.SyncBatchNorm) and norm.training and dist.is_available() and dist.is_initialized()):
         return None
     group = norm.process_group or dist.group.WORLD
     return group if dist.get_world_size(group) > 1 else None
 
 
-def _channel_stats(mean_nc: torch.Tensor, var_nc: torch.Tensor, hw: int, group) -> Tuple[torch.Tensor, torch.Tensor, int]:
+def _channel_stats(
+        mean_nc: torch.Tensor, var_nc: torch.Tensor, hw: int, group) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """Per-channel batch mean and (biased) variance from per-(n, c) ones; over the group's global batch if given."""
     n = mean_nc.shape[0]
     if group is None:
@@ -287,6 +288,12 @@ def _plain(x, norm, bridge, pooled, shortcut, drop_path, pool=None) -> torch.Ten
     """Norm, pool of its output, gate, drop-path and add: the straightforward block."""
     y = norm(x)
     gate = bridge(pooled + [bridge_pool(y) if pool is None else pool])
+    if (shortcut is not None and drop_path is None and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and y.shape == shortcut.shape and y.stride() == shortcut.stride()):
+        # inference: gate and add in place, into the norm's output (x itself for a folded norm), as a plain block adds
+        # its shortcut in place; a fresh output costs as much again as the pass (first-touch page faults)
+        return torch.addcmul(shortcut, y, gate, out=y)
     if drop_path is None:
         return channel_gate(y, gate, shortcut)
     y = drop_path(channel_gate(y, gate))
@@ -307,6 +314,8 @@ def bridged_norm(
     ``pooled`` holds the block's other bridged features ((B, c_i) each), ``bridge`` maps the list to a (B, C, 1, 1)
     gate (a :class:`~banet.layers.BridgeAttention`), ``drop_path`` is the block's per-sample drop-path, if any.
     ``pool``: GAP(norm(x)) where the caller has it more cheaply (used only where the norm runs as written).
+    Without autograd recording (inference), the result is written into the norm's output, which is x itself when
+    the norm is an identity (a folded convolution): x is consumed.
     Batch-statistics norms (BatchNorm2d/SyncBatchNorm in training, also timm's BatchNormAct2d without activation)
     take the pool from their statistics; every other
     norm (eval mode, frozen, Identity for a folded convolution) runs as written. Running statistics and
