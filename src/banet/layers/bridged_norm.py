@@ -15,8 +15,9 @@ the gate's gradient needs only the per-(n, c) sums Σ grad and Σ grad · x, and
 
 Three forms, one maths:
 
-* eager training: two autograd functions around the small (B, C) ops, whose backward makes the full input gradient
-  once (the output function hands its incoming gradient to the statistics function, which runs after it);
+* eager training: two autograd functions (statistics pass, output pass) that hold the small (B, C) maths too; the
+  output function hands its incoming gradient to the statistics function, which autograd runs after it, so the
+  input gradient is made once;
 * compiled (``torch.compile``) training: the same formulas in plain tensor ops, which inductor fuses into one
   reduction and one pointwise kernel per pass;
 * eval mode, frozen norms and folded convolutions (a per-channel affine map): the norm, then the pool of its output;
@@ -96,6 +97,14 @@ def _channel_stats(
     return mu, var, int(total.item()) * hw
 
 
+def _affine_terms(mean_nc: torch.Tensor, mu: torch.Tensor, rstd: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pool GAP(BN(x)) = γ (mean_nc − μ) rstd + β (N, C), and BN's per-channel scale γ·rstd and shift
+    β − μ·γ·rstd (C), from the batch statistics."""
+    w_rstd = weight * rstd
+    return torch.addcmul(bias, mean_nc - mu, w_rstd), w_rstd, bias - mu * w_rstd
+
+
 class _Handoff:
     """What the two passes share: the output pass's incoming gradient and scale (for the statistics pass, which
     autograd runs after it), and the batch statistics for the running update."""
@@ -127,13 +136,11 @@ class _Statistics(torch.autograd.Function):
         rstd = torch.rsqrt(var + eps)
         w = torch.ones_like(rstd) if weight is None else weight.to(rstd.dtype)
         b = torch.zeros_like(rstd) if bias is None else bias.to(rstd.dtype)
-        centred = mean_nc - mu
-        w_rstd = w * rstd
-        ctx.save_for_backward(x, centred, mu, rstd, w)
+        ctx.save_for_backward(x, mean_nc - mu, mu, rstd, w)
         ctx.count, ctx.group, ctx.handoff = count, group, handoff
         ctx.param_dtype = None if weight is None else weight.dtype
         handoff.mean, handoff.var, handoff.count = mu, var, count
-        return torch.addcmul(b, centred, w_rstd), w_rstd, b - mu * w_rstd
+        return _affine_terms(mean_nc, mu, rstd, w, b)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -149,10 +156,11 @@ class _Statistics(torch.autograd.Function):
         d_pool_sum = d_pool.sum(0)
         d_mean_nc = d_pool * (w * rstd)
         d_mu = -(d_pool_sum + d_shift) * w * rstd
-        d_rstd = (d_pool * centred).sum(0) * w + (d_w_rstd - d_shift * mu) * w
+        d_w_times_rstd = (d_pool * centred).sum(0) + d_w_rstd - d_shift * mu  # the gradient of γ·rstd as a product
+        d_rstd = d_w_times_rstd * w
         d_weight = d_bias = None
         if ctx.needs_input_grad[1]:
-            d_weight = ((d_pool * centred).sum(0) * rstd + (d_w_rstd - d_shift * mu) * rstd).to(ctx.param_dtype)
+            d_weight = (d_w_times_rstd * rstd).to(ctx.param_dtype)
         if ctx.needs_input_grad[2]:
             d_bias = (d_pool_sum + d_shift).to(ctx.param_dtype)
         dx = None
@@ -260,11 +268,11 @@ def _gate_of(bridge: Bridge, pooled: List[torch.Tensor], pool: torch.Tensor,
     return gate.flatten(1)
 
 
-def _eager(x, norm, bridge, pooled, shortcut, drop_path) -> torch.Tensor:
+def _eager(x, norm, bridge, pooled, shortcut, drop_path, group) -> torch.Tensor:
     handoff = _Handoff()
-    pool, w_rstd, shift = _Statistics.apply(x, norm.weight, norm.bias, norm.eps, _sync_group(norm), handoff)
+    pool, w_rstd, shift = _Statistics.apply(x, norm.weight, norm.bias, norm.eps, group, handoff)
     _update_running(norm, handoff.mean, handoff.var, handoff.count)
-    gate = _gate_of(bridge, pooled, pool.to(x.dtype) if x.dtype != pool.dtype else pool, drop_path)
+    gate = _gate_of(bridge, pooled, pool.to(x.dtype), drop_path)
     return _ScaleShift.apply(x, gate, w_rstd, shift, shortcut, handoff)
 
 
@@ -276,11 +284,9 @@ def _formula(x, norm, bridge, pooled, shortcut, drop_path) -> torch.Tensor:
     _update_running(norm, mu.detach(), var.detach(), count)
     weight = torch.ones_like(mu) if norm.weight is None else norm.weight
     bias = torch.zeros_like(mu) if norm.bias is None else norm.bias
-    w_rstd = weight * torch.rsqrt(var + norm.eps)
-    gate = _gate_of(bridge, pooled, (mean_nc - mu) * w_rstd + bias, drop_path)
-    scale = (gate * w_rstd)[:, :, None, None].to(x.dtype)
-    shift = (gate * (bias - mu * w_rstd))[:, :, None, None].to(x.dtype)
-    out = x * scale + shift
+    pool, w_rstd, shift = _affine_terms(mean_nc, mu, torch.rsqrt(var + norm.eps), weight, bias)
+    gate = _gate_of(bridge, pooled, pool, drop_path)
+    out = x * (gate * w_rstd)[:, :, None, None].to(x.dtype) + (gate * shift)[:, :, None, None].to(x.dtype)
     return out if shortcut is None else out + shortcut
 
 
@@ -314,12 +320,12 @@ def bridged_norm(
     ``pooled`` holds the block's other bridged features ((B, c_i) each), ``bridge`` maps the list to a (B, C, 1, 1)
     gate (a :class:`~banet.layers.BridgeAttention`), ``drop_path`` is the block's per-sample drop-path, if any.
     ``pool``: GAP(norm(x)) where the caller has it more cheaply (used only where the norm runs as written).
+
+    Batch-statistics norms (BatchNorm2d/SyncBatchNorm in training, also timm's BatchNormAct2d without activation)
+    take the pool from their statistics; every other norm (eval mode, frozen, Identity for a folded convolution)
+    runs as written. Running statistics and ``num_batches_tracked`` update as the norm's own forward would.
     Without autograd recording (inference), the result is written into the norm's output, which is x itself when
     the norm is an identity (a folded convolution): x is consumed.
-    Batch-statistics norms (BatchNorm2d/SyncBatchNorm in training, also timm's BatchNormAct2d without activation)
-    take the pool from their statistics; every other
-    norm (eval mode, frozen, Identity for a folded convolution) runs as written. Running statistics and
-    ``num_batches_tracked`` update as the norm's own forward would.
     """
     if not _batch_norm_alone(norm) or not (norm.training or norm.running_mean is None) or (
             torch.fx._symbolic_trace.is_fx_symbolic_tracing() or torch.jit.is_tracing()):
@@ -331,4 +337,4 @@ def bridged_norm(
         if group is not None:  # inductor cannot trace the all-reduces; SyncBatchNorm does them itself
             return _plain(x, norm, bridge, pooled, shortcut, drop_path)
         return _formula(x, norm, bridge, pooled, shortcut, drop_path)
-    return _eager(x, norm, bridge, pooled, shortcut, drop_path)
+    return _eager(x, norm, bridge, pooled, shortcut, drop_path, group)
