@@ -59,7 +59,7 @@ def _assert_same(got, expected):
 
 
 def test_registry_is_covered():
-    assert len(MODELS) == 33 and set(CHEAP) <= set(MODELS)
+    assert len(MODELS) == 35 and set(CHEAP) <= set(MODELS)
 
 
 def _assert_converted_equals_eager(name, convert, **kwargs):

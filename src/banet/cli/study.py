@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                   'available)')
     g.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: the recipe\'s)')
     g.add_argument('--data-dir', default=None, metavar='DIR', help='dataset root on this machine')
+    g.add_argument('--pretrain-data-dir', default=None, metavar='DIR',
+                   help='dataset root of the pretraining study (a detect/segment study with pretrain:)')
     g.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None, help='progress bars')
     g.add_argument('--output', default=None, metavar='DIR', help='run folders (default: the config\'s output)')
     g.add_argument('--results', default=None, metavar='DIR', help='result files (default: the config\'s results)')
@@ -35,8 +37,13 @@ def run(args: argparse.Namespace) -> int:
         raise BanetError('--report only writes the report: leave out --no-report and --dry-run')
     study = load_study(args.config, args.output, args.results)
     if not args.report:
-        machine = dict(device=args.device, threads=args.threads, data_dir=args.data_dir, progress=args.progress)
+        machine = dict(device=args.device, threads=args.threads, data_dir=args.data_dir, progress=args.progress,
+                       pretrain_data_dir=args.pretrain_data_dir)
+        if study.pretrain is None and args.pretrain_data_dir:
+            raise BanetError(f'--pretrain-data-dir: {args.config} has no pretrain: study')
         run_study(study, args.variants, args.seeds, machine, dry_run=args.dry_run)
     if args.report or not (args.no_report or args.dry_run):
+        if study.pretrain is not None:
+            print(f'pretraining report: {write_report(study.pretrain)}')
         print(f'report: {write_report(study)}')
     return 0

@@ -5,6 +5,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 import timm
 import torch
 from timm.layers import Format, nhwc_to
+from timm.models import adapt_input_conv
 from torch import nn
 
 from ..errors import BanetError
@@ -18,15 +19,34 @@ NORMS = ('frozen', 'bn')
 
 
 class WeightsReport(NamedTuple):
-    """How a classification state dict fitted the backbone (classifier keys excluded from both lists)."""
+    """How a classification state dict fitted the backbone (classifier keys excluded from both lists);
+    ``adapted_keys``: input convolutions converted to the backbone's channel count."""
     missing_keys: list[str]
     unexpected_keys: list[str]
+    adapted_keys: tuple[str, ...] = ()
 
 
 def _classifier_keys(model: nn.Module) -> set[str]:
     names = model.pretrained_cfg.get('classifier') or ()
     names = (names,) if isinstance(names, str) else names
     return {f'{name}.{p}' for name in names for p in ('weight', 'bias')}
+
+
+def _adapt_input_conv(reference: nn.Module, state: dict, expected: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
+    """Convert the first convolution of ``state`` in place when only its input channels differ from the model's
+    (e.g. a backbone pretrained on grey images for an RGB detector), as timm converts pretrained weights for another
+    ``in_chans`` (``adapt_input_conv``: channels repeated and scaled, so a grey image copied into every channel gives
+    the pretrained response)."""
+    names = reference.pretrained_cfg.get('first_conv') or ()
+    adapted = []
+    for key in (f'{n}.weight' for n in ((names,) if isinstance(names, str) else names)):
+        if key not in state or key not in expected:
+            continue
+        have, want = state[key].shape, expected[key].shape
+        if len(have) == 4 and have != want and (have[0], *have[2:]) == (want[0], *want[2:]):
+            state[key] = adapt_input_conv(want[1], state[key], base_chans=have[1])
+            adapted.append(key)
+    return tuple(adapted)
 
 
 def _check_weights(name: str, weights: Mapping[str, torch.Tensor], kwargs: dict) -> tuple[dict, WeightsReport]:
@@ -36,12 +56,16 @@ def _check_weights(name: str, weights: Mapping[str, torch.Tensor], kwargs: dict)
     expected = reference.state_dict()
     dropped = _classifier_keys(reference)
     state = {k: v for k, v in weights.items() if k not in dropped}
+    adapted = _adapt_input_conv(reference, state, expected)
     wrong = [f'{k} {tuple(v.shape)} (model: {tuple(expected[k].shape)})' for k, v in state.items()
              if k in expected and v.shape != expected[k].shape]
     if wrong:
         raise BanetError(f'backbone_weights do not fit {name}: {len(wrong)} shape mismatches, e.g. {wrong[0]}')
     report = WeightsReport(missing_keys=sorted(set(expected) - dropped - set(state)),
-                           unexpected_keys=sorted(set(state) - set(expected)))
+                           unexpected_keys=sorted(set(state) - set(expected)), adapted_keys=adapted)
+    if adapted:
+        _logger.info('backbone %s: input channels of %s converted with timm\'s adapt_input_conv', name,
+                     ', '.join(adapted))
     if report.missing_keys:
         _logger.warning('backbone %s: %d keys missing from backbone_weights: %s', name, len(report.missing_keys),
                         ', '.join(report.missing_keys))

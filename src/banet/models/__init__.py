@@ -8,10 +8,12 @@ from .ba_regnet import BARegNet, BARegNetBottleneck
 from .ba_resnet import BABasicBlock, BABottleneck, create_ba_resnet
 from .ba_swin import BASwinTransformer, BASwinTransformerBlock
 from .cifar_resnet import CifarResNet
+from . import eca_resnet  # noqa: F401  (registers ecaresnet18/34, timm has none below depth 26)
 
 # the modules whose models `banet profile` lists by default (timm's `list_models(module=...)` names)
 MODEL_MODULES = (
     'ba_resnet', 'cifar_resnet', 'ba_mobilenetv3', 'ba_efficientnet', 'ba_convnext', 'ba_swin', 'ba_regnet',
+    'eca_resnet',
 )
 
 __all__ = [

@@ -30,5 +30,6 @@ def backbone_weights(checkpoint: Optional[str], trust_pickle: bool = False) -> O
 def report_backbone(checkpoint: Optional[str], report: Any, info: DistInfo) -> None:
     """Print how the classification weights fitted the backbone (first process, only when some were given)."""
     if info.primary and report is not None:
+        adapted = f'; input channels converted: {", ".join(report.adapted_keys)}' if report.adapted_keys else ''
         print(f'backbone initialised from {checkpoint}: {len(report.missing_keys)} missing, '
-              f'{len(report.unexpected_keys)} unexpected key(s)', flush=True)
+              f'{len(report.unexpected_keys)} unexpected key(s){adapted}', flush=True)

@@ -200,6 +200,79 @@ def _summary(study: Study, stats: List[VariantStats], pairs: List[Comparison], c
     return lines
 
 
+def _mean_std(values: List[float], digits: int) -> str:
+    if not values:
+        return '–'
+    return f'{statistics.mean(values):.{digits}f} ± {_f(statistics.stdev(values) if len(values) > 1 else None, digits)}'
+
+
+def _more_metrics(study: Study, stats: List[VariantStats]) -> List[str]:
+    """The task's further final metrics (AP75, APs, APm of detection) as mean ± std per variant."""
+    t = study.task
+    if not t.extras or not any(vs.n for vs in stats):
+        return []
+    keys = [t.final_key, t.second_key, *('test_' + k for k in t.extras)]
+    out = ['', f'## All final {t.label} metrics', '', 'Mean ± sample standard deviation over the finished seeds '
+           '(COCO\'s `COCOeval`; -1 where a size class has no object).', '',
+           '| variant | seeds | ' + ' | '.join(k.removeprefix('test_') for k in keys) + ' |',
+           '|---|---:|' + '---:|' * len(keys)]
+    for vs in stats:
+        cells = [_mean_std([r[k] for r in vs.results if r.get(k) is not None], t.digits) for k in keys]
+        out.append(f'| `{vs.variant}` | {vs.n} | ' + ' | '.join(cells) + ' |')
+    return out
+
+
+def _floor(study: Study, stats: List[VariantStats]) -> List[str]:
+    """Whether every run reached the config's ``floor`` (the least a run of a recipe that trains must reach)."""
+    if not study.floor:
+        return []
+    below = [(vs.variant, r['seed'], k, r.get(k)) for vs in stats for r in vs.results for k, least in
+             study.floor.items() if r.get(k) is None or r[k] < least]
+    n = sum(vs.n for vs in stats)
+    rule = ', '.join(f'{k.removeprefix("test_")} ≥ {v}' for k, v in study.floor.items())
+    if not below:
+        return ['', f'**Floor:** every one of the {n} finished runs reached {rule}.']
+    return ['', f'**Floor: {len(below)} of {n} finished runs fell below {rule}** (the recipe does not train every '
+            'run, and means over such runs measure luck): ' + '; '.join(
+                f'`{v}` seed {s} {k.removeprefix("test_")} {_f(x, study.task.digits)}' for v, s, k, x in below) + '.']
+
+
+def _init_rule(recipe: Dict[str, Any]) -> str:
+    value = (recipe.get('model_kwargs') or {}).get('zero_init_last')
+    if value is None:
+        return ('**not one rule**: `zero_init_last` is not set in the recipe\'s `model_kwargs`, so each model keeps '
+                'its own default (timm\'s ResNets zero-initialise, banet\'s BA models do not)')
+    return (f'`zero_init_last: {str(value).lower()}` for every backbone: the last norm of every block starts at '
+            + ('zero' if value else 'one (no backbone zero-initialises it)'))
+
+
+def _pretraining(study: Study, stats: List[VariantStats]) -> List[str]:
+    """The pretraining study behind the backbones: its top-1, params, MACs and time per backbone, the init rule."""
+    if study.pretrain is None:
+        return []
+    pre = study.pretrain
+    seed = pre.seeds[0]
+    recipe = study_recipe(pre)
+    out = ['', '## Pretraining', '',
+           f'Every backbone was pretrained once by the classification study `{pre.name}` '
+           f'(`{Path(os.path.relpath(pre.path)).as_posix()}`, seed {seed}, its report: '
+           f'`{_rel(pre.report, study.report.parent)}`) and every run above fine-tuned from that run\'s `last/` '
+           f'checkpoint. Initialisation rule of the pretraining: {_init_rule(recipe)}.', '',
+           f'| backbone | pretraining {pre.task.label} | params (classifier) | MMACs (at {recipe.get("img_size")} px) | '
+           f'pretraining (min) | fine-tuning (min, mean per run) |', '|---|---:|---:|---:|---:|---:|']
+    for vs in stats:
+        file = pre.result_file(vs.variant, seed)
+        r = read_result(file, recipe, vs.variant, seed) if file.is_file() else None
+        tune = statistics.mean(x['wall_time_s'] for x in vs.results) / 60 if vs.n else None
+        if r is None:
+            out.append(f'| `{vs.variant}` | (not pretrained yet) | – | – | – | {_f(tune, 1)} |')
+            continue
+        macs = '–' if r['macs'] is None else f'{r["macs"] / 1e6:.1f}'
+        out.append(f'| `{vs.variant}` | {r[pre.task.final_key]:.{pre.task.digits}f} | {r["params"]:,} | {macs} | '
+                   f'{r["wall_time_s"] / 60:.1f} | {_f(tune, 1)} |')
+    return out
+
+
 def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path], figures: Dict[str, Path],
                     hand_written: str = _PLACEHOLDER) -> str:
     """The whole report as markdown (paths relative to the report's folder)."""
@@ -252,6 +325,7 @@ def render_markdown(study: Study, stats: List[VariantStats], ignored: List[Path]
                    f'{", ".join(labels)}{" (mixed: compare speeds per run below)" if len(labels) > 1 else ""} |')
     if any(r['resumed_from_epoch'] for vs in stats for r in vs.results):
         out += ['', '† includes resumed runs: their wall time counts only the last sitting.']
+    out += _more_metrics(study, stats) + _floor(study, stats) + _pretraining(study, stats)
     out += ['', '## Pairwise comparison', '',
             f'Difference of the mean final {t.label} (row variant A minus B{", percentage points" if t.unit else ""}), '
             'its standard error '

@@ -2,7 +2,10 @@
 
 A study config (YAML) names the task (``classify``, the default; ``detect``; ``segment``: :mod:`banet.study.tasks`),
 the variants (timm model names: the classifier, or the backbone of the detector/segmenter), the seeds and the shared
-training recipe (the keys that the task's ``train -c`` accepts). Each (variant, seed) is trained by the task's own
+training recipe (the keys that the task's ``train -c`` accepts). A detection or segmentation study may name a
+``pretrain:`` study (a classification study config over the same variants): each backbone is then pretrained once by
+that study (its first seed; cached, so every seed and every study naming it reuses the run) and every dense run starts
+from that run's ``last/`` checkpoint, the paper's pretrain-then-fine-tune flow. Each (variant, seed) is trained by the task's own
 trainer (:func:`banet.train.train`, :func:`banet.detection.train_detector`, ...) and then summarised in
 ``RESULTS/VARIANT-seedN.json`` (written atomically). Running the study again skips runs whose result
 file exists and continues an interrupted run from its last checkpoint, so a study can be spread over sittings and
@@ -30,14 +33,17 @@ from .tasks import StudyTask, study_task
 __all__ = ['Study', 'load_study', 'train_config', 'recipe_of', 'study_recipe', 'read_result', 'plan', 'run_one',
            'run_study']
 
-STUDY_KEYS = ('name', 'title', 'task', 'variants', 'seeds', 'recipe', 'output', 'results', 'report', 'claim')
+STUDY_KEYS = ('name', 'title', 'task', 'variants', 'seeds', 'recipe', 'output', 'results', 'report', 'claim',
+              'pretrain', 'floor')
 DEFAULT_SEEDS = (0, 1, 2)
 
 
-def set_by_study(task: StudyTask) -> frozenset:
+def set_by_study(task: StudyTask, pretrained: bool = False) -> frozenset:
     """What a run computes is its config's fields of kind 'recipe'; the study sets the 'run' fields (model, seed,
-    folders) and the variant's option itself, and the 'machine' fields may differ between machines."""
-    return frozenset(values_of_kind(task.config(), 'run')) | {task.variant_key}
+    folders) and the variant's option itself (and, with a pretraining study, the backbone checkpoint), and the
+    'machine' fields may differ between machines."""
+    return (frozenset(values_of_kind(task.config(), 'run')) | {task.variant_key}
+            | ({'backbone_checkpoint'} if pretrained else set()))
 
 
 @dataclass
@@ -54,6 +60,8 @@ class Study:
     report: Path
     claim: List[List[str]] = field(default_factory=list)
     task: StudyTask = field(default_factory=lambda: study_task('classify', ''))
+    pretrain: Optional['Study'] = None   # the classification study that pretrains every backbone
+    floor: Dict[str, float] = field(default_factory=dict)  # final metric -> the least every run must reach
 
     @staticmethod
     def run_name(variant: str, seed: int) -> str:
@@ -64,6 +72,12 @@ class Study:
 
     def result_file(self, variant: str, seed: int) -> Path:
         return self.results / f'{self.run_name(variant, seed)}.json'
+
+    def pretrained_from(self, variant: str) -> Optional[Path]:
+        """The checkpoint ``variant``'s runs start from: the pretraining study's run of its first seed."""
+        if self.pretrain is None:
+            return None
+        return self.pretrain.run_dir(variant, self.pretrain.seeds[0]) / 'last'
 
 
 def _names(value: Any, what: str, where: str) -> List[str]:
@@ -93,10 +107,11 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
         raise BanetError(f'{where}: seeds must be a non-empty list of integers, e.g. [0, 1, 2]')
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
         raise BanetError(f'{where}: seeds must be distinct integers, got {seeds}')
+    pretrain = _pretrain_study(raw.get('pretrain'), task, variants, where)
     recipe = raw.get('recipe') or {}
     if not isinstance(recipe, dict):
         raise BanetError(f'{where}: recipe must be a mapping of banet train options (batch_size: 128, ...)')
-    fixed = sorted(set_by_study(task) & {str(k).replace('-', '_') for k in recipe})
+    fixed = sorted(set_by_study(task, pretrain is not None) & {str(k).replace('-', '_') for k in recipe})
     if fixed:
         raise BanetError(f'{where}: recipe must not set {fixed}: the study sets them for each run (list the '
                          f'{task.variant_key}s under variants:, the seeds under seeds:, the folders under '
@@ -109,20 +124,45 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
     outside = sorted({v for group in claim for v in group} - set(variants))
     if outside:
         raise BanetError(f'{where}: claim names {outside}, which are not among the variants')
+    floor = raw.get('floor') or {}
+    known = {task.final_key, task.second_key, *('test_' + k for k in task.extras)}
+    if not isinstance(floor, dict) or not all(k in known and isinstance(v, (int, float)) for k, v in floor.items()):
+        raise BanetError(f'{where}: floor must map final metrics ({", ".join(sorted(known))}) to numbers, e.g. '
+                         f'{{{task.second_key}: 0.5}}')
     name = str(raw.get('name') or file.stem)
     out = Path(output or raw.get('output') or Path('runs') / 'study' / name)
     res = Path(results or raw.get('results') or out / 'results')
     return Study(path=file, name=name, title=str(raw.get('title') or name), variants=variants, seeds=seeds,
                  recipe=recipe, output=out, results=res, report=Path(raw.get('report') or out / 'report.md'),
-                 claim=claim, task=task)
+                 claim=claim, task=task, pretrain=pretrain, floor=dict(floor))
+
+
+def _pretrain_study(path: Any, task: StudyTask, variants: List[str], where: str) -> Optional[Study]:
+    """The classification study named by ``pretrain:`` (paths relative to the current directory), checked."""
+    if path is None:
+        return None
+    if task.name == 'classify' or not isinstance(path, str):
+        raise BanetError(f'{where}: pretrain: names a classification study config (a path) and only a detect or '
+                         'segment study can have one')
+    pretrain = load_study(path)
+    if pretrain.task.name != 'classify':
+        raise BanetError(f'{where}: pretrain: {path} is a {pretrain.task.name} study; it must be a classification '
+                         'study (task: classify)')
+    missing = [v for v in variants if v not in pretrain.variants]
+    if missing:
+        raise BanetError(f'{where}: the pretraining study {path} has no variant(s) {missing}: add them to its '
+                         'variants')
+    return pretrain
 
 
 def train_config(study: Study, variant: str, seed: int, machine: Optional[Dict[str, Any]] = None,
                  resume: bool = False) -> Any:
     """The task config of one run: the recipe, then ``machine`` overrides, then the run's own names."""
+    pretrained = study.pretrained_from(variant)
     return study.task.config(**{**study.recipe, **(machine or {})}, **{study.task.variant_key: variant}, seed=seed,
                              output=str(study.output), experiment=study.run_name(variant, seed),
-                             resume=str(study.run_dir(variant, seed)) if resume else None)
+                             resume=str(study.run_dir(variant, seed)) if resume else None,
+                             **({'backbone_checkpoint': str(pretrained)} if pretrained else {}))
 
 
 def recipe_of(config: Any, variant_key: str = 'model') -> Dict[str, Any]:
@@ -133,9 +173,20 @@ def recipe_of(config: Any, variant_key: str = 'model') -> Dict[str, Any]:
     return json.loads(json.dumps(values))
 
 
+def run_recipe(study: Study, config: Any) -> Dict[str, Any]:
+    """What a run of ``study`` computes: :func:`recipe_of` its config, and with a pretraining study that study's
+    name, seed and recipe in place of the (per-variant) backbone checkpoint."""
+    recipe = recipe_of(config, study.task.variant_key)
+    if study.pretrain is not None:
+        recipe.pop('backbone_checkpoint', None)
+        recipe['pretrain'] = {'study': study.pretrain.name, 'seed': study.pretrain.seeds[0],
+                              'recipe': study_recipe(study.pretrain)}
+    return recipe
+
+
 def study_recipe(study: Study) -> Dict[str, Any]:
     """The recipe every run of ``study`` must have been trained with (the same for all variants and seeds)."""
-    return recipe_of(train_config(study, study.variants[0], study.seeds[0]), study.task.variant_key)
+    return run_recipe(study, train_config(study, study.variants[0], study.seeds[0]))
 
 
 def _same_recipe(saved: Dict[str, Any], current: Dict[str, Any], task: StudyTask) -> List[str]:
@@ -181,7 +232,7 @@ def _run_state(study: Study, variant: str, seed: int, recipe: Dict[str, Any]) ->
     last = complete_checkpoint(run_dir / 'last')
     if last is None:
         return 'new'  # nothing worth keeping: (re)start the run in this folder
-    saved = recipe_of(study.task.config(**saved_config(run_dir, study.task.config)), study.task.variant_key)
+    saved = run_recipe(study, study.task.config(**saved_config(run_dir, study.task.config)))
     if _same_recipe(saved, recipe, study.task):
         raise BanetError(f'the run folder {run_dir} holds a checkpoint of another recipe '
                          f'({_recipe_diff(saved, recipe, study.task)}); delete or move it to train that run afresh')
@@ -218,6 +269,15 @@ def plan(study: Study, variants: Optional[Sequence[str]] = None, seeds: Optional
     return recipe, [(v, s, _run_state(study, v, s, recipe)) for s in seeds for v in variants]
 
 
+def pretrain_machine(machine: Dict[str, Any]) -> Dict[str, Any]:
+    """The machine options of a dense study that also hold for its pretraining (``pretrain_data_dir`` becomes the
+    pretraining's ``data_dir``: the two datasets live in different folders)."""
+    chosen = {k: v for k, v in machine.items() if k not in ('data_dir', 'pretrain_data_dir')}
+    if machine.get('pretrain_data_dir'):
+        chosen['data_dir'] = machine['pretrain_data_dir']
+    return chosen
+
+
 def _float(value: str) -> Optional[float]:
     x = float(value) if value not in ('', None) else math.nan
     return None if math.isnan(x) else x
@@ -232,9 +292,10 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _result(study: Study, args: Any, run_dir: Path, model: Any, device: str, wall: float,
+def _result(study: Study, args: Any, out: Dict[str, Any], device: str, wall: float,
             resumed_from: int) -> Dict[str, Any]:
     task = study.task
+    run_dir, model = Path(out['run_dir']), out['model']
     rows = MetricsLog(run_dir).read()
     if not rows:
         raise RuntimeError(f'{run_dir / "metrics.csv"} is empty: the run trained no epoch')
@@ -257,6 +318,7 @@ def _result(study: Study, args: Any, run_dir: Path, model: Any, device: str, wal
         task.final_key: _float(rows[-1][task.metric]),
         f'{task.final_key}_best': max(validated),
         task.second_key: _float(rows[-1][task.second]),
+        **{'test_' + k: out.get(k) for k in task.extras},
         'epochs': len(rows),
         'curve': curve,
         'params': prof['params'],
@@ -269,7 +331,7 @@ def _result(study: Study, args: Any, run_dir: Path, model: Any, device: str, wal
         'machine': machine_info(device),
         'finished': time.strftime('%Y-%m-%d %H:%M:%S %z'),
         'run_dir': _relative(run_dir),
-        'recipe': recipe_of(args, task.variant_key),
+        'recipe': run_recipe(study, args),
     }
 
 
@@ -284,7 +346,7 @@ def run_one(study: Study, variant: str, seed: int, machine: Optional[Dict[str, A
     out = study.task.train(args)
     wall = time.perf_counter() - start
     device = str(next(out['model'].parameters()).device)
-    result = _result(study, args, Path(out['run_dir']), out['model'], device, wall, resumed_from)
+    result = _result(study, args, out, device, wall, resumed_from)
     return save_json_file(result, study.result_file(variant, seed))
 
 
@@ -296,7 +358,8 @@ def run_study(study: Study, variants: Optional[Sequence[str]] = None, seeds: Opt
     """
     machine = {k: v for k, v in (machine or {}).items() if v is not None}
     recipe, runs = plan(study, variants, seeds)
-    first = train_config(study, runs[0][0], runs[0][1], machine)
+    dense_machine = {k: v for k, v in machine.items() if k != 'pretrain_data_dir'}
+    first = train_config(study, runs[0][0], runs[0][1], dense_machine)
     if study.task.name == 'classify':
         check_config(first, [first.train_split, first.val_split])  # data present, sizes valid: fail before work
     else:
@@ -304,6 +367,16 @@ def run_study(study: Study, variants: Optional[Sequence[str]] = None, seeds: Opt
     if (first.device or '').startswith('cuda') and not torch.cuda.is_available():
         raise BanetError(f'the recipe asks for device {first.device}, but CUDA is not available here: pass '
                          '--device cpu (the device is not part of the recipe)')
+    if study.pretrain is not None:  # every backbone of the selection pretrained first (skipped where done)
+        chosen = sorted({v for v, _, state in runs if state != 'done'}, key=study.variants.index)
+        if chosen:
+            run_study(study.pretrain, chosen, study.pretrain.seeds[:1], pretrain_machine(machine), dry_run)
+        if not dry_run:
+            for variant in chosen:
+                if complete_checkpoint(study.pretrained_from(variant)) is None:
+                    raise BanetError(f'{variant} has a pretraining result in {study.pretrain.results} but no '
+                                     f'checkpoint in {study.pretrained_from(variant)}: move that result file away '
+                                     'to pretrain it again here, or copy the run folder to this machine')
     todo = [(v, s, state) for v, s, state in runs if state != 'done']
     print(f'study {study.name}: {len(runs)} run(s) selected: {len(runs) - len(todo)} done, '
           f'{sum(st == "resume" for *_, st in todo)} to resume, {sum(st == "new" for *_, st in todo)} to train; '
@@ -314,6 +387,6 @@ def run_study(study: Study, variants: Optional[Sequence[str]] = None, seeds: Opt
         print(f'study {study.name} [{i}/{len(todo)}]: {verb} {variant} seed {seed} in '
               f'{study.run_dir(variant, seed)}', flush=True)
         if not dry_run:
-            written.append(run_one(study, variant, seed, machine, state == 'resume'))
+            written.append(run_one(study, variant, seed, dense_machine, state == 'resume'))
             print(f'study {study.name}: wrote {written[-1]}', flush=True)
     return written

@@ -7,7 +7,7 @@ segmentation packages are imported only when a study asks for them.
 """
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Tuple
 
 from ..errors import BanetError
 
@@ -28,6 +28,7 @@ class StudyTask:
     second_label: str    # e.g. 'top-5 (%)'
     unit: str            # of a difference: 'pp' or ''
     digits: int          # decimals shown
+    extras: Tuple[str, ...] = ()  # further final-epoch metrics kept in each result file and reported
 
     @property
     def final_key(self) -> str:
@@ -51,7 +52,7 @@ TASKS = {
     'classify': StudyTask('classify', 'banet.train', 'TrainConfig', 'train', 'model', 'val_top1', 'val_top5',
                           'top-1 (%)', 'top-5 (%)', 'pp', 2),
     'detect': StudyTask('detect', 'banet.detection', 'DetectTrainConfig', 'train_detector', 'backbone', 'bbox_AP',
-                        'bbox_AP50', 'box AP', 'AP50', '', 3),
+                        'bbox_AP50', 'box AP', 'AP50', '', 3, ('bbox_AP75', 'bbox_APs', 'bbox_APm')),
     'segment': StudyTask('segment', 'banet.segmentation', 'SegmentTrainConfig', 'train_segmenter', 'backbone',
                          'miou', 'pixel_acc', 'mIoU', 'pixel accuracy', '', 3),
 }
