@@ -133,6 +133,9 @@ def test_the_shipped_scenes_studies_share_backbones_pretraining_and_init_rule(mo
     monkeypatch.chdir(REPO)
     pre = load_study('configs/study/scenes_pretrain.yaml')
     assert pre.variants == BACKBONES and pre.recipe['model_kwargs'] == {'zero_init_last': False}
+    for file in sorted(pre.results.glob('*.json')) if pre.results.is_dir() else []:  # the committed pretraining
+        variant, seed = file.stem.rsplit('-seed', 1)
+        assert read_result(file, study_recipe(pre), variant, int(seed))['img_size'] == 32
     for name, task, seeds in (('scenes_detect', 'detect', 5), ('scenes_segment', 'segment', 3)):
         study = load_study(f'configs/study/{name}.yaml')
         assert study.task.name == task and study.variants == BACKBONES and len(study.seeds) == seeds
