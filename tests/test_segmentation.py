@@ -52,7 +52,7 @@ def test_frozen_norms_and_weights():
     model = create_segmenter('fcn', 'ba_resnet18', num_classes=2, norm='frozen', backbone_weights=state)
     body = model.backbone.features.body
     assert not [m for m in body.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
-    assert model.backbone.features.weights_report == ([], [])
+    assert model.backbone.features.weights_report == ([], [], ())
     assert torch.equal(body.state_dict()['layer3.0.conv1.weight'], state['layer3.0.conv1.weight'])
 
 

@@ -251,18 +251,17 @@ def _pretraining(study: Study, stats: List[VariantStats]) -> List[str]:
     if study.pretrain is None:
         return []
     pre = study.pretrain
-    seed = pre.seeds[0]
     recipe = study_recipe(pre)
     out = ['', '## Pretraining', '',
            f'Every backbone was pretrained once by the classification study `{pre.name}` '
-           f'(`{Path(os.path.relpath(pre.path)).as_posix()}`, seed {seed}, its report: '
+           f'(`{Path(os.path.relpath(pre.path)).as_posix()}`, seed {pre.seeds[0]}, its report: '
            f'`{_rel(pre.report, study.report.parent)}`) and every run above fine-tuned from that run\'s `last/` '
            f'checkpoint. Initialisation rule of the pretraining: {_init_rule(recipe)}.', '',
            f'| backbone | pretraining {pre.task.label} | params (classifier) | MMACs (at {recipe.get("img_size")} px) | '
            f'pretraining (min) | fine-tuning (min, mean per run) |', '|---|---:|---:|---:|---:|---:|']
+    pretrained = {r['variant']: r for v in collect(pre)[0] for r in v.results if r['seed'] == pre.seeds[0]}
     for vs in stats:
-        file = pre.result_file(vs.variant, seed)
-        r = read_result(file, recipe, vs.variant, seed) if file.is_file() else None
+        r = pretrained.get(vs.variant)
         tune = statistics.mean(x['wall_time_s'] for x in vs.results) / 60 if vs.n else None
         if r is None:
             out.append(f'| `{vs.variant}` | (not pretrained yet) | – | – | – | {_f(tune, 1)} |')
