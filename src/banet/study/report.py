@@ -211,7 +211,7 @@ def _more_metrics(study: Study, stats: List[VariantStats]) -> List[str]:
     t = study.task
     if not t.extras or not any(vs.n for vs in stats):
         return []
-    keys = [t.final_key, t.second_key, *('test_' + k for k in t.extras)]
+    keys = [t.final_key, t.second_key, *t.extra_keys]
     out = ['', f'## All final {t.label} metrics', '', 'Mean ± sample standard deviation over the finished seeds '
            '(COCO\'s `COCOeval`; -1 where a size class has no object).', '',
            '| variant | seeds | ' + ' | '.join(k.removeprefix('test_') for k in keys) + ' |',

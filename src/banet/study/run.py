@@ -125,7 +125,7 @@ def load_study(path: str, output: Optional[str] = None, results: Optional[str] =
     if outside:
         raise BanetError(f'{where}: claim names {outside}, which are not among the variants')
     floor = raw.get('floor') or {}
-    known = {task.final_key, task.second_key, *('test_' + k for k in task.extras)}
+    known = {task.final_key, task.second_key, *task.extra_keys}
     if not isinstance(floor, dict) or not all(k in known and isinstance(v, (int, float)) for k, v in floor.items()):
         raise BanetError(f'{where}: floor must map final metrics ({", ".join(sorted(known))}) to numbers, e.g. '
                          f'{{{task.second_key}: 0.5}}')
@@ -318,7 +318,7 @@ def _result(study: Study, args: Any, out: Dict[str, Any], device: str, wall: flo
         task.final_key: _float(rows[-1][task.metric]),
         f'{task.final_key}_best': max(validated),
         task.second_key: _float(rows[-1][task.second]),
-        **{'test_' + k: out.get(k) for k in task.extras},
+        **{key: out.get(k) for k, key in zip(task.extras, task.extra_keys)},
         'epochs': len(rows),
         'curve': curve,
         'params': prof['params'],

@@ -40,6 +40,11 @@ class StudyTask:
         return 'test_' + self.second.removeprefix('val_')
 
     @property
+    def extra_keys(self) -> Tuple[str, ...]:
+        """The result-file keys of :attr:`extras` (``test_bbox_AP75`` ...)."""
+        return tuple('test_' + k for k in self.extras)
+
+    @property
     def config(self) -> type:
         return getattr(importlib.import_module(self.module), self.config_name)
 
