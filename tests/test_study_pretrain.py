@@ -145,3 +145,4 @@ def test_the_shipped_scenes_studies_share_backbones_pretraining_and_init_rule(mo
             variant, seed = file.stem.rsplit('-seed', 1)
             read_result(file, study_recipe(study), variant, int(seed), study.task)
     assert load_study('configs/study/scenes_detect.yaml').floor == {'test_bbox_AP50': 0.5}
+    assert load_study('configs/study/scenes_segment.yaml').floor == {'test_miou': 0.3}
