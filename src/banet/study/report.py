@@ -207,13 +207,13 @@ def _mean_std(values: List[float], digits: int) -> str:
 
 
 def _more_metrics(study: Study, stats: List[VariantStats]) -> List[str]:
-    """The task's further final metrics (AP75, APs, APm of detection) as mean ± std per variant."""
+    """Every final metric of the task (AP, AP50, AP75, APs, APm of detection) as mean ± std per variant."""
     t = study.task
-    if not t.extras or not any(vs.n for vs in stats):
+    if not t.metrics_note or not any(vs.n for vs in stats):
         return []
     keys = [t.final_key, t.second_key, *t.extra_keys]
     out = ['', f'## All final {t.label} metrics', '', 'Mean ± sample standard deviation over the finished seeds '
-           '(COCO\'s `COCOeval`; -1 where a size class has no object).', '',
+           f'({t.metrics_note}).', '',
            '| variant | seeds | ' + ' | '.join(k.removeprefix('test_') for k in keys) + ' |',
            '|---|---:|' + '---:|' * len(keys)]
     for vs in stats:

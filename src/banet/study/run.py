@@ -9,7 +9,7 @@ from that run's ``last/`` checkpoint, the paper's pretrain-then-fine-tune flow. 
 trainer (:func:`banet.train.train`, :func:`banet.detection.train_detector`, ...) and then summarised in
 ``RESULTS/VARIANT-seedN.json`` (written atomically). Running the study again skips runs whose result
 file exists and continues an interrupted run from its last checkpoint, so a study can be spread over sittings and
-machines; :mod:`banet.study_report` turns the result files into a markdown report with figures.
+machines; :mod:`banet.study.report` turns the result files into a markdown report with figures.
 """
 import json
 import math

@@ -29,6 +29,7 @@ class StudyTask:
     unit: str            # of a difference: 'pp' or ''
     digits: int          # decimals shown
     extras: Tuple[str, ...] = ()  # further final-epoch metrics kept in each result file and reported
+    metrics_note: str = ''  # how the task computes its metrics; where set, the report tables all of them ± std
 
     @property
     def final_key(self) -> str:
@@ -57,9 +58,12 @@ TASKS = {
     'classify': StudyTask('classify', 'banet.train', 'TrainConfig', 'train', 'model', 'val_top1', 'val_top5',
                           'top-1 (%)', 'top-5 (%)', 'pp', 2),
     'detect': StudyTask('detect', 'banet.detection', 'DetectTrainConfig', 'train_detector', 'backbone', 'bbox_AP',
-                        'bbox_AP50', 'box AP', 'AP50', '', 3, ('bbox_AP75', 'bbox_APs', 'bbox_APm')),
+                        'bbox_AP50', 'box AP', 'AP50', '', 3, ('bbox_AP75', 'bbox_APs', 'bbox_APm'),
+                        "COCO's `COCOeval`; -1 where a size class has no object"),
     'segment': StudyTask('segment', 'banet.segmentation', 'SegmentTrainConfig', 'train_segmenter', 'backbone',
-                         'miou', 'pixel_acc', 'mIoU', 'pixel accuracy', '', 3),
+                         'miou', 'pixel_acc', 'mIoU', 'pixel accuracy', '', 3, (),
+                         'one confusion matrix over every pixel of the evaluation split, background a class, '
+                         'label 255 ignored'),
 }
 
 
