@@ -1,5 +1,6 @@
 """The pretrain-then-fine-tune flow of `banet study`, one init rule for every backbone, the ECA ResNet-18 peer."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import banet  # noqa: E402,F401  (registers the models)
 from banet.cli import main  # noqa: E402
 from banet.dense import TimmFeatures  # noqa: E402
 from banet.errors import BanetError  # noqa: E402
+from banet.study.report import BEGIN  # noqa: E402
 from banet.study.run import load_study, read_result, study_recipe  # noqa: E402
 
 from _coco_data import write_coco  # noqa: E402
@@ -152,15 +154,12 @@ def test_the_shipped_scenes_studies_share_backbones_pretraining_and_init_rule(mo
 def test_the_committed_scenes_reports_rebuild_from_their_result_files(name, tmp_path, monkeypatch):
     """`banet study configs/study/NAME.yaml --report` on a copy of the repo's configs and results gives back the
     committed report, line for line except the date it was generated."""
-    import shutil
     shutil.copytree(REPO / 'configs' / 'study', tmp_path / 'configs' / 'study')
     shutil.copytree(REPO / 'docs' / 'results', tmp_path / 'docs' / 'results')
     monkeypatch.chdir(tmp_path)
     committed = (tmp_path / 'docs' / 'results' / f'{name}.md').read_text().splitlines()
-    (tmp_path / 'docs' / 'results' / f'{name}.md').unlink()  # rebuilt from nothing but the hand-written section
-    (tmp_path / 'docs' / 'results' / f'{name}.md').write_text('\n'.join(
-        committed[committed.index('<!-- banet study: hand-written section begins (kept when the report is '
-                                  'regenerated) -->'):]))
+    # rebuilt from nothing but the hand-written section
+    (tmp_path / 'docs' / 'results' / f'{name}.md').write_text('\n'.join(committed[committed.index(BEGIN):]))
     assert main(['study', f'configs/study/{name}.yaml', '--report']) == 0
     rebuilt = (tmp_path / 'docs' / 'results' / f'{name}.md').read_text().splitlines()
     assert len(rebuilt) == len(committed) and sum(line.startswith('| `') for line in rebuilt) > 20
