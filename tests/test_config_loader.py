@@ -54,6 +54,40 @@ def test_bad_config_values_name_the_key(tmp_path):
         train_config('-c', str(recipe))
 
 
+@pytest.mark.parametrize('argv, message', [
+    (['--lr', '0'], '--lr must be above 0, got 0.0'),
+    (['--warmup-epochs', '-1'], '--warmup-epochs must be >= 0, got -1.0'),
+    (['--warmup-lr=-1e-5'], '--warmup-lr must be >= 0'),
+    (['--weight-decay', '-0.1'], '--weight-decay must be >= 0'),
+    (['--warmup-epochs', '0.5'], 'add --sched-on-updates'),
+])
+def test_bad_optimiser_values_are_one_line_before_any_work(argv, message):
+    with pytest.raises(BanetError, match=message):
+        train_config('--model', 'resnet20_cifar', *argv)
+    assert train_config('--model', 'resnet20_cifar', '--warmup-epochs', '0.5', '--sched-on-updates').warmup_epochs == 0.5
+
+
+def test_dense_runs_warm_up_over_a_fraction_of_an_epoch():
+    """Detection and segmentation step the schedule per update: warmup_epochs 0.5 of 10 updates is 5 updates."""
+    from banet.detection.options import DetectTrainConfig
+    from banet.runs.optim import build_scheduler
+    from banet.segmentation.options import SegmentTrainConfig
+    assert from_mapping(DetectTrainConfig, {'warmup_epochs': 0.5}) == {'warmup_epochs': 0.5}
+    with pytest.raises(BanetError, match='--warmup-epochs must be >= 0'):
+        SegmentTrainConfig(data_dir='d', warmup_epochs=-0.5).check()
+    cfg = DetectTrainConfig(data_dir='d', lr=0.1, warmup_lr=0.0, warmup_epochs=0.5, sched='cosine', epochs=2)
+    cfg.check()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler, epochs = build_scheduler(cfg, optimizer, updates_per_epoch=10)
+    lrs = []
+    for update in range(8):
+        scheduler.step_update(update)
+        lrs.append(optimizer.param_groups[0]['lr'])
+    assert epochs == 2
+    assert lrs[:5] == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])  # linear from warmup_lr over 5 updates
+    assert lrs[5] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 5 / 20)))  # then cosine over all 20 updates
+
+
 def test_default_workers_never_exceed_the_cpus():
     assert 1 <= default_workers() <= min(4, len(os.sched_getaffinity(0)))
 

@@ -110,3 +110,8 @@ class OptimOptions(Options):
     def check(self) -> None:
         super().check()
         positive(self, 'epochs', 'grad_accum_steps')
+        if self.lr <= 0:
+            raise BanetError(f'--lr must be above 0, got {self.lr}')
+        for name in ('warmup_epochs', 'warmup_lr', 'weight_decay'):
+            if getattr(self, name) < 0:
+                raise BanetError(f'--{name.replace("_", "-")} must be >= 0, got {getattr(self, name)}')

@@ -123,6 +123,9 @@ class TrainConfig(DataOptions, RunOptions, OptimOptions):
             raise BanetError('--model is required (e.g. ba_resnet20_cifar), on the command line or in the config')
         if (self.mixup or self.cutmix) and self.batch_size % 2:
             raise BanetError('mixup/cutmix need an even --batch-size')
+        if not self.sched_on_updates and self.warmup_epochs != int(self.warmup_epochs):
+            raise BanetError(f'--warmup-epochs {self.warmup_epochs} is a fraction of an epoch: add '
+                             '--sched-on-updates (a per-epoch schedule warms up in whole epochs)')
 
 
 @dataclass
