@@ -34,7 +34,7 @@ class DetectTrainConfig(CocoTrainOptions):
                         group=OPT)
     decay_milestones: List[int] = option([8, 11], 'multistep: epochs where the lr drops', group=OPT)
     decay_rate: float = option(0.1, 'multistep: lr factor at each milestone', group=OPT)
-    warmup_epochs: int = option(1, 'linear warmup epochs (per update)', group=OPT)
+    warmup_epochs: float = option(1.0, 'linear warmup epochs, stepped per update (0.5: half an epoch)', group=OPT)
     warmup_lr: float = option(1e-4, 'learning rate at the start of the warmup', group=OPT)
 
 

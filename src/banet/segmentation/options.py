@@ -41,7 +41,7 @@ class SegmentTrainConfig(CocoTrainOptions):
     sched: str = option('poly', 'timm scheduler, stepped per update: poly (to 0, power --poly-power) or cosine',
                         choices=('poly', 'cosine'), group=OPT)
     poly_power: float = option(0.9, 'poly: the power of the decay', group=OPT)
-    warmup_epochs: int = option(0, 'linear warmup epochs (per update)', group=OPT)
+    warmup_epochs: float = option(0.0, 'linear warmup epochs, stepped per update (0.5: half an epoch)', group=OPT)
     warmup_lr: float = option(1e-4, 'learning rate at the start of the warmup', group=OPT)
 
     @property
